@@ -1,0 +1,104 @@
+"""Claiming, committing and releasing items: the lock-directory protocol (docs/protocol.md).
+
+  claim     mkdir locks/ab/<lock>            exactly one claimer wins
+            mkdir locks/ab/<lock>/<token>    who holds it (node@run)
+  take over rename <lock>/<old token> -> <lock>/<my token>     (exactly one wins)
+  commit    rename <lock>/<my token> -> <lock>/done|failed     (fails if the claim was taken)
+  release   write retry/<lock>, rmdir <lock>/<token>, rmdir <lock>
+  retry     write retry/<lock of next attempt>, then commit the attempt as failed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+from . import layout as L
+from .store import Store, StoreError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    lock: str
+    item: bytes
+    from_retry: bool = False
+
+
+@dataclass
+class Claim:
+    lock: str
+    item: bytes
+    from_retry: bool = False
+
+    @property
+    def ident(self) -> str:
+        return L.parse_lock_name(self.lock)[0]
+
+    @property
+    def attempt(self) -> int:
+        return L.parse_lock_name(self.lock)[1]
+
+
+class Claims:
+    def __init__(self, store: Store, token: str, make_output_dirs: bool = False) -> None:
+        self.store = store
+        self.token = token
+        self.make_output_dirs = make_output_dirs
+
+    def token_path(self, lock: str, token: str | None = None) -> str:
+        return f"{L.lock_path(lock)}/{token or self.token}"
+
+    async def claim(self, candidates: list[Candidate]) -> list[Claim]:
+        """Try to claim every candidate (pipelined); return the ones this node won."""
+        if not candidates:
+            return []
+        won = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates))
+        winners = [c for c, ok in zip(candidates, won) if ok]
+        if not winners:
+            # SFTP v3 reports "exists" and "disk full" alike: make sure the first one exists.
+            if not await self.store.exists(L.lock_path(candidates[0].lock)):
+                raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
+                                 "cannot create lock directory (disk full or not writable?)")
+            return []
+        ops = [self.store.mkdir(self.token_path(c.lock)) for c in winners]
+        if self.make_output_dirs:
+            ops += [self.store.mkdir(L.output_path(L.parse_lock_name(c.lock)[0])) for c in winners]
+        ops += [self.store.remove(f"{L.RETRY_DIR}/{c.lock}") for c in winners if c.from_retry]
+        await asyncio.gather(*ops)
+        return [Claim(c.lock, c.item, c.from_retry) for c in winners]
+
+    async def take_over(self, lock: str, old_token: str, item: bytes) -> Claim | None:
+        if await self.store.rename(self.token_path(lock, old_token), self.token_path(lock)):
+            return Claim(lock, item)
+        return None
+
+    async def commit(self, claim: Claim, mark: str) -> bool:
+        """Fence: turn our token into the attempt's final mark; False if we lost the claim."""
+        return await self.store.rename(self.token_path(claim.lock), f"{L.lock_path(claim.lock)}/{mark}")
+
+    async def release(self, claim: Claim) -> None:
+        """Give a claim back untouched, so any node (this one too) can claim it again."""
+        await self.store.write(f"{L.RETRY_DIR}/{claim.lock}", claim.item)
+        if await self.store.rmdir(self.token_path(claim.lock)):
+            await self.store.rmdir(L.lock_path(claim.lock))
+
+    async def requeue(self, claim: Claim) -> str:
+        """Offer the next attempt of a failed item to every node; returns its lock name."""
+        nxt = L.lock_name(claim.ident, claim.attempt + 1)
+        await self.store.write(f"{L.RETRY_DIR}/{nxt}", claim.item)
+        return nxt
+
+    async def holds(self, claim: Claim) -> bool:
+        return await self.store.exists(self.token_path(claim.lock))
+
+
+def record(claim: Claim, node: str, host: str, exit_code: int, started: float, duration: float,
+           **extra) -> dict:
+    return {"id": claim.ident, "item": L.item_to_json(claim.item), "node": node, "host": host,
+            "exit": exit_code, "attempt": claim.attempt, "start": round(started, 3),
+            "duration": round(duration, 3), **extra}
+
+
+def record_bytes(rec: dict) -> bytes:
+    return (json.dumps(rec, ensure_ascii=True) + "\n").encode()

@@ -1,0 +1,69 @@
+"""ppss-worker MASTER [--slots N] [--node-name NAME]: the headless node program.
+
+Exit status: 0 job finished, no item failed; 1 job finished, some items failed; 2 usage error;
+3 cannot reach the master (connection, host key, login); 4 job directory missing or invalid,
+or an I/O error on the master; 5 stopped through control.yaml before the job finished;
+130 / 143 interrupted by SIGINT / SIGTERM (running items terminated, claims released).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from .address import parse_address
+from .engine import Worker, default_node_name, valid_node_name
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, PpssError, UsageError
+from .jobstatus import read_spec
+from .store import open_store
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ppss-worker", description="Process the items of a ppss job on this node.",
+        epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("master", help="the job: ssh://[user@]host[:port]/path, or a local path")
+    p.add_argument("--slots", "-s", type=int, default=os.cpu_count() or 1,
+                   help="items run at once (default: CPU count)")
+    p.add_argument("--node-name", "-n", default=None, help="this node's name (default: hostname)")
+    p.add_argument("-i", "--identity", help="SSH private key for the master")
+    p.add_argument("--known-hosts", help="known_hosts file to verify the master (default ~/.ssh/known_hosts)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    node = args.node_name or default_node_name()
+    if not valid_node_name(node):
+        raise UsageError(f"--node-name {node!r}: use letters, digits, '.', '_' and '-' (at most 64)")
+    if args.slots < 1:
+        raise UsageError("--slots must be at least 1")
+    address = parse_address(args.master)
+    log = (lambda text: None) if args.quiet else None
+    store = await open_store(address, args.identity, args.known_hosts,
+                             on_event=lambda t: print(f"ppss-worker[{node}]: {t}", file=sys.stderr, flush=True))
+    try:
+        spec = await read_spec(store)
+        job_path = address.path if address.is_local else await store.realpath(address.path)
+        worker = Worker(store, spec, node, args.slots, log=log, job_path=job_path)
+        return await worker.run()
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = asyncio.run(run(args))
+    except PpssError as exc:
+        print(f"ppss-worker: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""control.yaml: the operator's steering wheel, read by every worker, written by the console.
+
+    state: running          # job-wide: running | paused | suspended | stopped
+    nodes:
+      node1: {state: paused}
+      node2: {slots: 2}
+
+running   start items while slots are free
+paused    start nothing new; running items finish
+suspended running items are frozen (SIGSTOP) until running again (SIGCONT)
+stopped   start nothing new; running items finish; then the worker exits
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import JobError
+from .yamlio import dump_yaml, load_yaml
+
+STATES = ("running", "paused", "suspended", "stopped")
+HEADER = ("# ppss control file: edit with `ppss-console pause|resume|stop|suspend` or the console.\n"
+          "# state: running | paused | suspended | stopped; nodes: per-node overrides {state, slots}.\n")
+
+
+class ControlError(JobError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeControl:
+    state: str | None = None
+    slots: int | None = None
+
+
+@dataclass(frozen=True)
+class Control:
+    state: str = "running"
+    nodes: dict[str, NodeControl] = field(default_factory=dict)
+
+    def for_node(self, node: str) -> tuple[str, int | None]:
+        """The effective (state, slots override) for a node."""
+        override = self.nodes.get(node)
+        state = self.state
+        if override and override.state:
+            # A job-wide stop wins over a node's own running/paused.
+            state = "stopped" if self.state == "stopped" else override.state
+        return state, override.slots if override else None
+
+    def with_state(self, state: str, node: str | None = None) -> "Control":
+        if state not in STATES:
+            raise ControlError(f"unknown state {state!r} (one of {', '.join(STATES)})")
+        if node is None:
+            # A job-wide change clears per-node state overrides (slots stay).
+            nodes = {n: NodeControl(None, c.slots) for n, c in self.nodes.items() if c.slots is not None}
+            return Control(state, nodes)
+        nodes = dict(self.nodes)
+        old = nodes.get(node, NodeControl())
+        nodes[node] = NodeControl(state, old.slots)
+        return Control(self.state, nodes)
+
+    def with_slots(self, node: str, slots: int | None) -> "Control":
+        if slots is not None and not 0 <= slots <= 4096:
+            raise ControlError(f"slots must be between 0 and 4096, not {slots}")
+        nodes = dict(self.nodes)
+        old = nodes.get(node, NodeControl())
+        nodes[node] = NodeControl(old.state, slots)
+        return Control(self.state, nodes)
+
+    def to_dict(self) -> dict:
+        nodes = {}
+        for name, c in sorted(self.nodes.items()):
+            entry = {}
+            if c.state:
+                entry["state"] = c.state
+            if c.slots is not None:
+                entry["slots"] = c.slots
+            if entry:
+                nodes[name] = entry
+        return {"state": self.state, "nodes": nodes}
+
+    def to_yaml(self) -> bytes:
+        return (HEADER + dump_yaml(self.to_dict())).encode()
+
+
+def parse_control(text: bytes | str, where: str = "control.yaml") -> Control:
+    """Parse and validate; raise ControlError with one line saying what and where."""
+    data = load_yaml(text, where, ControlError)
+    if data is None:
+        return Control()
+    if not isinstance(data, dict):
+        raise ControlError(f"{where}: expected a mapping with 'state' and 'nodes'")
+    unknown = set(data) - {"state", "nodes"}
+    if unknown:
+        raise ControlError(f"{where}: unknown key {sorted(map(str, unknown))[0]!r} (expected state, nodes)")
+    state = data.get("state", "running")
+    if state not in STATES:
+        raise ControlError(f"{where}: state: {state!r} is not one of {', '.join(STATES)}")
+    nodes_data = data.get("nodes") or {}
+    if not isinstance(nodes_data, dict):
+        raise ControlError(f"{where}: nodes: expected a mapping of node name to {{state, slots}}")
+    nodes = {}
+    for name, entry in nodes_data.items():
+        entry = entry or {}
+        if not isinstance(entry, dict):
+            raise ControlError(f"{where}: nodes.{name}: expected a mapping with state and/or slots")
+        bad = set(entry) - {"state", "slots"}
+        if bad:
+            raise ControlError(f"{where}: nodes.{name}: unknown key {sorted(map(str, bad))[0]!r}")
+        nstate = entry.get("state")
+        if nstate is not None and nstate not in STATES:
+            raise ControlError(f"{where}: nodes.{name}.state: {nstate!r} is not one of {', '.join(STATES)}")
+        slots = entry.get("slots")
+        if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= 4096):
+            raise ControlError(f"{where}: nodes.{name}.slots: {slots!r} is not a whole number from 0 to 4096")
+        nodes[str(name)] = NodeControl(nstate, slots)
+    return Control(state, nodes)

@@ -1,0 +1,478 @@
+"""The worker: claim items, run them in N slots, record results, obey control.yaml.
+
+One asyncio task each for: feeding (claiming ahead of need), the heartbeat (status file and
+control file, once a second), watching for lost nodes, and one per running item. Results are
+committed in the item's task after its slot is freed, so a slot never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from . import __version__
+from . import layout as L
+from .claims import Candidate, Claim, Claims, record, record_bytes
+from .control import Control, ControlError, parse_control
+from .errors import EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, EXIT_STOPPED, JobError
+from .jobspec import JobSpec
+from .jobstatus import FINAL_STATES, NodeStatus, RunningItem, read_nodes
+from .reconcile import ScanResult, scan
+from .runner import ItemProcess, Result
+from .store import LocalStore, Store, StoreError
+from .sweep import Sweeper
+
+HEARTBEAT = 1.0
+END_CHECK = 2.0
+LOG_TAIL = 4096
+
+
+@dataclass
+class Running:
+    claim: Claim
+    slot: int
+    started: float
+    proc: ItemProcess
+
+
+def default_node_name() -> str:
+    return socket.gethostname().split(".")[0] or "node"
+
+
+def valid_node_name(name: str) -> bool:
+    return bool(name) and len(name) <= 64 and all(c.isalnum() or c in "._-" for c in name) \
+        and not name.startswith(".")
+
+
+class Worker:
+    def __init__(self, store: Store, spec: JobSpec, node: str, slots: int,
+                 log=None, job_path: str | None = None) -> None:
+        self.store = store
+        self.spec = spec
+        self.node = node
+        self.cli_slots = slots
+        self.host = socket.gethostname()
+        self.run_id = secrets.token_hex(4)
+        self.token = L.owner_token(node, self.run_id)
+        self.job_path = job_path or store.root
+        self.claims = Claims(store, self.token, make_output_dirs=spec.transfer == "shared")
+        self.sweeper = Sweeper(store, spec, node)
+        self.log = log or (lambda text: print(f"ppss-worker[{node}]: {text}", file=sys.stderr, flush=True))
+        self.queue: deque[Claim] = deque()
+        self.running: dict[str, Running] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.control = Control()
+        self.control_stamp: tuple | None = None
+        self.control_error = ""
+        self.error = ""
+        self.wake = asyncio.Event()
+        self.done = 0
+        self.failed = 0
+        self.lost_leases = 0
+        self.failed_this_run = 0
+        self.interrupted: int | None = None
+        self.finished = False
+        self.fatal: BaseException | None = None
+        self.started = time.time()
+        self.status_written = (0.0, 0.0)  # (master mtime, local monotonic) of our last heartbeat
+        self.last_scan: ScanResult | None = None
+        self.lost_seen: set[tuple[str, str]] = set()
+        self.base_env = dict(os.environb) if hasattr(os, "environb") else {}
+
+    # ---- state ---------------------------------------------------------------------------
+    def effective(self) -> tuple[str, int]:
+        state, slots = self.control.for_node(self.node)
+        if self.interrupted:
+            state = "stopped"
+        return state, self.cli_slots if slots is None else slots
+
+    def reported_state(self) -> str:
+        state, _ = self.effective()
+        if self.error:
+            return "error"
+        if self.finished:
+            return "finished"
+        if state == "stopped":
+            return "stopping" if self.running else "stopped"
+        return state
+
+    def master_now(self) -> float:
+        mtime, mono = self.status_written
+        return mtime + (time.monotonic() - mono) if mtime else time.time()
+
+    def kick(self) -> None:
+        self.wake.set()
+
+    # ---- status and control ----------------------------------------------------------------
+    def status(self) -> NodeStatus:
+        _, slots = self.effective()
+        return NodeStatus(
+            name=self.node, state=self.reported_state(), host=self.host, pid=os.getpid(),
+            run_id=self.run_id, slots=slots, done=self.done, failed=self.failed,
+            lost_leases=self.lost_leases,
+            running=tuple(RunningItem(r.claim.lock, L.item_to_json(r.claim.item), r.slot, r.started)
+                          for r in self.running.values()),
+            claims=tuple((c.lock, L.item_to_json(c.item)) for c in self.queue),
+            error=self.error or self.control_error, started=self.started, updated=time.time(),
+            version=__version__)
+
+    async def write_status(self) -> None:
+        await self.store.write_atomic(L.status_path(self.node), self.status().to_json())
+        mono = time.monotonic()
+        entry = await self.store.stat(L.status_path(self.node))
+        if entry:
+            self.status_written = (entry.mtime, mono)
+
+    async def poll_control(self) -> None:
+        entry = await self.store.stat(L.CONTROL_FILE)
+        stamp = (entry.mtime, entry.size) if entry else None
+        if stamp == self.control_stamp:
+            return
+        data = await self.store.read(L.CONTROL_FILE)
+        try:
+            control = parse_control(data or b"", self.store.where(L.CONTROL_FILE))
+        except ControlError as exc:
+            if self.control_error != str(exc):
+                self.log(f"{exc}; keeping the last good control state")
+            self.control_error = str(exc)
+            self.control_stamp = stamp
+            return
+        before = self.effective()
+        self.control, self.control_error, self.control_stamp = control, "", stamp
+        if self.effective() != before:
+            state, slots = self.effective()
+            self.log(f"control: {state}, {slots} slots")
+        self.apply_control()
+
+    def apply_control(self) -> None:
+        state, _ = self.effective()
+        for r in self.running.values():
+            if state == "suspended":
+                r.proc.suspend()
+            else:
+                r.proc.resume()
+        self.kick()
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.poll_control()
+                await self.write_status()
+            except StoreError as exc:
+                self.log(str(exc))
+            await asyncio.sleep(HEARTBEAT)
+
+    # ---- lost nodes -----------------------------------------------------------------------
+    def live_tokens(self, nodes: list[NodeStatus]) -> set[str]:
+        live = {self.token}
+        for n in nodes:
+            if n.name != self.node and not n.is_lost(self.spec.lease):
+                live.add(L.owner_token(n.name, n.run_id))
+        return live
+
+    async def take_over_lost(self) -> int:
+        nodes = await read_nodes(self.store, self.master_now())
+        taken = 0
+        for n in nodes:
+            if n.name == self.node or not n.is_lost(self.spec.lease):
+                continue
+            key = (n.name, n.run_id)
+            if key in self.lost_seen:
+                continue
+            self.lost_seen.add(key)
+            held = n.held_locks()
+            if not held:
+                continue
+            old = L.owner_token(n.name, n.run_id)
+            claims = await asyncio.gather(*(self.claims.take_over(lock, old, L.item_from_json(item))
+                                            for lock, item in held))
+            won = [c for c in claims if c]
+            if won:
+                self.log(f"node {n.name} silent for {n.last_seen_s:.0f} s (lease {self.spec.lease:.0f} s): "
+                         f"took over {len(won)} of its items")
+                self.queue.extendleft(won)
+                taken += len(won)
+                self.kick()
+        return taken
+
+    async def lost_watch_loop(self) -> None:
+        period = max(1.0, min(5.0, self.spec.lease / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.take_over_lost()
+            except StoreError as exc:
+                self.log(str(exc))
+
+    # ---- startup ---------------------------------------------------------------------------
+    async def check_name_and_recover(self) -> None:
+        """Refuse a second live worker of the same name; take back our own earlier claims."""
+        path = L.status_path(self.node)
+        blob, entry = await asyncio.gather(self.store.read(path), self.store.stat(path))
+        if not blob or not entry:
+            return
+        try:
+            prev = NodeStatus.from_json(blob, max(0.0, await self.store.now() - entry.mtime))
+        except (ValueError, KeyError, TypeError):
+            return
+        self.done, self.failed, self.lost_leases = prev.done, prev.failed, prev.lost_leases
+        alive = prev.state not in FINAL_STATES and not prev.is_lost(self.spec.lease)
+        if alive and prev.pid != os.getpid():
+            if prev.host != self.host:
+                raise JobError(f"a worker named {self.node!r} is already running on {prev.host} "
+                               f"(heartbeat {prev.last_seen_s:.0f} s ago); choose another --node-name")
+            if _pid_alive(prev.pid):
+                raise JobError(f"a worker named {self.node!r} is already running here (pid {prev.pid})")
+        old = L.owner_token(self.node, prev.run_id)
+        held = prev.held_locks()
+        if held:
+            claims = await asyncio.gather(*(self.claims.take_over(lock, old, L.item_from_json(item))
+                                            for lock, item in held))
+            won = [c for c in claims if c]
+            if won:
+                self.log(f"took back {len(won)} unfinished items of this node's previous run")
+                self.queue.extend(won)
+
+    # ---- feeding ---------------------------------------------------------------------------
+    def target_queue(self) -> int:
+        _, slots = self.effective()
+        return max(1, slots) + max(2, slots)
+
+    async def feed_loop(self) -> None:
+        while True:
+            state, slots = self.effective()
+            want = self.target_queue() - len(self.queue) - max(0, len(self.running) - slots)
+            if state != "running" or want <= 0:
+                await self.wait_kick(HEARTBEAT)
+                continue
+            candidates = await self.sweeper.next(want)
+            if candidates:
+                won = await self.claims.claim(candidates)
+                self.sweeper.note_busy(candidates, {c.lock for c in won})
+                if won:
+                    self.queue.extend(won)
+                    self.kick()
+                continue
+            # Nothing left to claim: finished once every item has a final record.
+            if self.running or self.queue or self.commit_tasks():
+                await self.wait_kick(HEARTBEAT)
+                continue
+            if await self.end_check():
+                self.finished = True
+                self.kick()
+                return
+            await asyncio.sleep(END_CHECK)
+
+    def commit_tasks(self) -> int:
+        return sum(1 for t in self.tasks if not t.done())
+
+    async def end_check(self) -> bool:
+        nodes = await read_nodes(self.store, self.master_now())
+        live = self.live_tokens(nodes)
+        only = self.last_scan.unresolved if self.last_scan and not self.last_scan.complete else None
+        result = await scan(self.store, self.spec, live, self.master_now(), only=only)
+        if only is not None and not result.unclaimed and not result.stale and not result.orphans \
+                and not result.inflight and not result.queued:
+            # Everything we were waiting on is resolved: confirm with a full check.
+            result = await scan(self.store, self.spec, live, self.master_now())
+        self.last_scan = result
+        if only is None and result.complete:
+            self.last_scan = result
+            return True
+        ahead: list[Claim] = []
+        if result.stale:
+            claims = await asyncio.gather(*(self.claims.take_over(lock, tok, item)
+                                            for lock, tok, item in result.stale))
+            ahead += [c for c in claims if c]
+        graves = await asyncio.gather(*(self.store.rename(L.lock_path(lock),
+                                                          f"{L.GRAVE_DIR}/{lock}.{secrets.token_hex(3)}")
+                                        for lock, _ in result.orphans))
+        cands = [Candidate(lock, item) for (lock, item), ok in zip(result.orphans, graves) if ok]
+        cands += result.unclaimed
+        for i in range(0, len(cands), 256):
+            ahead += await self.claims.claim(cands[i:i + 256])
+        if ahead:
+            self.log(f"end of job check: took {len(ahead)} items left behind")
+            self.queue.extend(ahead)
+            self.kick()
+        return False
+
+    async def wait_kick(self, timeout: float) -> None:
+        self.wake.clear()
+        try:
+            await asyncio.wait_for(self.wake.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    # ---- running items ---------------------------------------------------------------------
+    def free_slot(self) -> int:
+        used = {r.slot for r in self.running.values()}
+        slot = 1
+        while slot in used:
+            slot += 1
+        return slot
+
+    def item_env(self, claim: Claim, slot: int) -> dict:
+        env = dict(self.base_env)
+        out = os.path.join(self.job_path, L.output_path(claim.ident))
+        env.update({b"ITEM": claim.item, b"ITEM_ID": claim.ident.encode(),
+                    b"PPSS_NODE": self.node.encode(), b"PPSS_SLOT": str(slot).encode(),
+                    b"PPSS_ATTEMPT": str(claim.attempt).encode(), b"OUTPUT_DIR": os.fsencode(out),
+                    b"PPSS_JOB": os.fsencode(self.job_path)})
+        return env
+
+    def start(self, claim: Claim) -> None:
+        slot = self.free_slot()
+        proc = ItemProcess(self.spec.command, self.item_env(claim, slot))
+        self.running[claim.lock] = Running(claim, slot, time.time(), proc)
+        task = asyncio.create_task(self.run_one(claim, proc))
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() and not self.fatal:
+            self.fatal = task.exception()
+        self.kick()
+
+    async def run_one(self, claim: Claim, proc: ItemProcess) -> None:
+        result = await proc.run()
+        self.running.pop(claim.lock, None)
+        self.kick()
+        if self.interrupted:
+            await self.claims.release(claim)
+            return
+        await self.commit(claim, result)
+
+    async def commit(self, claim: Claim, result: Result) -> None:
+        ok = result.exit_code == 0
+        will_retry = not ok and claim.attempt <= self.spec.retries
+        next_lock = await self.claims.requeue(claim) if will_retry else None
+        if not await self.claims.commit(claim, L.DONE_MARK if ok else L.FAILED_MARK):
+            # Our claim was taken over (we were silent longer than the lease): not ours to record.
+            if next_lock:
+                await self.store.remove(f"{L.RETRY_DIR}/{next_lock}")
+            self.lost_leases += 1
+            self.log(f"lease lost on {L.display_item(claim.item, 60)}: result discarded "
+                     "(another node runs it)")
+            await self.joblog({"event": "lost_lease", **record(claim, self.node, self.host,
+                                                                result.exit_code, result.started,
+                                                                result.duration)})
+            return
+        rec = record(claim, self.node, self.host, result.exit_code, result.started, result.duration)
+        event = "done" if ok else ("retry" if will_retry else "failed")
+        ops = [self.store.write(L.log_path(claim.ident), self.log_text(claim, result)),
+               self.joblog({"event": event, **rec,
+                            "output_tail": result.output[-LOG_TAIL:].decode("utf-8", "replace")})]
+        if ok:
+            ops.append(self.store.write(L.done_path(claim.ident), record_bytes(rec)))
+            self.done += 1
+        elif not will_retry:
+            rec["output_tail"] = result.output[-LOG_TAIL:].decode("utf-8", "replace")
+            ops.append(self.store.write(L.failed_path(claim.ident), record_bytes(rec)))
+            self.failed += 1
+            self.failed_this_run += 1
+        await asyncio.gather(*ops)
+
+    def log_text(self, claim: Claim, result: Result) -> bytes:
+        head = (f"# item: {L.display_item(claim.item)}\n# id: {claim.ident}  attempt: {claim.attempt}\n"
+                f"# node: {self.node}  host: {self.host}\n"
+                f"# start: {time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(result.started))}"
+                f"  duration: {result.duration:.3f} s  exit: {result.exit_code}\n")
+        if result.truncated:
+            head += f"# (first {result.truncated} bytes of output dropped)\n"
+        return head.encode() + result.output
+
+    async def joblog(self, event: dict) -> None:
+        event = {"time": round(time.time(), 3), **event}
+        await self.store.append(L.joblog_path(self.node), (json.dumps(event, ensure_ascii=True) + "\n").encode())
+
+    # ---- the main loop ---------------------------------------------------------------------
+    async def release_queue(self) -> None:
+        claims = list(self.queue)
+        self.queue.clear()
+        if claims:
+            await asyncio.gather(*(self.claims.release(c) for c in claims))
+
+    async def dispatch(self) -> int:
+        while True:
+            if self.fatal:
+                raise self.fatal
+            state, slots = self.effective()
+            if state == "running":
+                while self.queue and len(self.running) < slots:
+                    self.start(self.queue.popleft())
+            elif self.queue and state in ("paused", "stopped"):
+                await self.release_queue()
+            if self.interrupted and not self.tasks:
+                return EXIT_INTERRUPTED if self.interrupted == signal.SIGINT else 128 + self.interrupted
+            if state == "stopped" and not self.tasks and not self.queue:
+                return EXIT_STOPPED
+            if self.finished and not self.tasks and not self.running and not self.queue:
+                failed = self.last_scan.failed if self.last_scan else self.failed
+                return EXIT_ITEMS_FAILED if failed else EXIT_OK
+            await self.wait_kick(HEARTBEAT)
+
+    def _helper_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() and not self.fatal:
+            self.fatal = task.exception()
+            self.kick()
+
+    def interrupt(self, signum: int) -> None:
+        if self.interrupted:
+            return
+        self.interrupted = signum
+        self.log(f"{signal.Signals(signum).name}: stopping running items and releasing claims")
+        for r in self.running.values():
+            asyncio.create_task(r.proc.terminate())
+        self.kick()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.interrupt, sig)
+        await self.check_name_and_recover()
+        await self.poll_control()
+        await self.write_status()
+        state, slots = self.effective()
+        self.log(f"started: job {self.store.label}, {slots} slots, state {state}")
+        helpers = [asyncio.create_task(self.heartbeat_loop()), asyncio.create_task(self.lost_watch_loop())]
+        feeder = asyncio.create_task(self.feed_loop())
+        for task in (*helpers, feeder):
+            task.add_done_callback(self._helper_done)
+        try:
+            code = await self.dispatch()
+        except BaseException as exc:
+            for r in self.running.values():
+                await r.proc.terminate()
+            self.error = str(exc) if isinstance(exc, JobError) else ""
+            raise
+        finally:
+            for task in (*helpers, feeder):
+                task.cancel()
+            await asyncio.gather(*helpers, feeder, return_exceptions=True)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        await self.release_queue()
+        await self.write_status()
+        self.log(f"{self.reported_state()}: {self.done} done, {self.failed} failed on this node"
+                 + (f", {self.lost_leases} late results refused" if self.lost_leases else ""))
+        return code
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

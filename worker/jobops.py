@@ -1,0 +1,162 @@
+"""Creating and steering a job: what ``ppss-console init|pause|resume|stop|failed`` do.
+
+These live beside the worker because they are the protocol: the console's screens and its
+headless subcommands call the same functions, so both views always agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+import time
+from dataclasses import dataclass
+
+from . import layout as L
+from .control import Control, ControlError, parse_control
+from .errors import JobError, UsageError
+from .jobspec import TRANSFERS, JobSpec
+from .store import Store
+
+WRITE_BATCH = 64
+
+
+@dataclass(frozen=True)
+class InitResult:
+    spec: JobSpec
+    duplicates: int
+
+
+def split_items(data: bytes, null: bool, where: str) -> list[bytes]:
+    """One item per line (or per NUL), byte-exact: nothing trimmed, empty entries skipped."""
+    sep = b"\0" if null else b"\n"
+    items = [part for part in data.split(sep) if part]
+    if not null:
+        for n, item in enumerate(data.split(b"\n"), 1):
+            if b"\0" in item:
+                raise UsageError(f"{where}: line {n} holds a NUL byte, which a command cannot receive "
+                                 "(use --null for NUL-separated items)")
+    return items
+
+
+async def list_source_dir(store: Store, path: str, recurse: bool) -> list[bytes]:
+    """Every regular file under ``path`` on the master, as absolute paths (any bytes)."""
+    root = await store.realpath(path)
+    items: list[bytes] = []
+    pending = [root]
+    while pending:
+        batch, pending = pending[:32], pending[32:]
+        listings = await asyncio.gather(*(_scan_abs(store, d) for d in batch))
+        for directory, entries in zip(batch, listings):
+            if entries is None:
+                if directory == root:
+                    raise JobError(f"{store.where('')}: source directory {path} does not exist on the master")
+                continue
+            for e in sorted(entries, key=lambda e: e.name):
+                full = posixpath.join(directory, e.name)
+                if e.is_file:
+                    items.append(full.encode("utf-8", "surrogateescape"))
+                elif e.is_dir and recurse:
+                    pending.append(full)
+    return items
+
+
+async def _scan_abs(store: Store, directory: str):
+    # The store's paths are relative to the job root; an absolute path passes through join.
+    return await store.scandir(directory)
+
+
+async def init_job(store: Store, command: str, items: list[bytes], source_kind: str, source: str,
+                   retries: int = 0, lease: float = 60.0, transfer: str = "shared",
+                   output_dir: str | None = None, file_server: str | None = None,
+                   watch: bool = False, recurse: bool = True,
+                   chunk_size: int = L.CHUNK_SIZE) -> InitResult:
+    if not command.strip():
+        raise UsageError("--command is empty")
+    if retries < 0:
+        raise UsageError("--retries must be 0 or more")
+    if lease < 5:
+        raise UsageError("--lease must be at least 5 seconds")
+    if transfer not in TRANSFERS:
+        raise UsageError(f"--transfer must be one of {', '.join(TRANSFERS)}")
+    if await store.exists(L.JOB_FILE):
+        raise JobError(f"{store.where('')}: a job already exists there (job.yaml); "
+                       "choose another path or remove the old job first")
+    existing = await store.listdir("")
+    if existing:
+        raise JobError(f"{store.where('')}: directory is not empty; a job needs a new or empty directory")
+    seen: set[str] = set()
+    unique: list[bytes] = []
+    for item in items:
+        ident = L.item_id(item)
+        if ident not in seen:
+            seen.add(ident)
+            unique.append(item)
+    if not unique and not watch:
+        raise UsageError(f"{source}: no items (empty source)")
+    await store.make_root()
+    await asyncio.gather(*(store.mkdir(d) for d in (*L.TOP_DIRS, L.OUTPUT_DIR)))
+    sharded = [f"{top}/{s}" for top in (*L.SHARDED_DIRS, L.OUTPUT_DIR) for s in L.SHARDS]
+    for i in range(0, len(sharded), 256):
+        await asyncio.gather(*(store.mkdir(d) for d in sharded[i:i + 256]))
+    chunks = [unique[i:i + chunk_size] for i in range(0, len(unique), chunk_size)]
+    for i in range(0, len(chunks), WRITE_BATCH):
+        await asyncio.gather(*(store.write(L.chunk_path(i + j), L.encode_chunk(c))
+                               for j, c in enumerate(chunks[i:i + WRITE_BATCH])))
+    spec = JobSpec(command=command, total=len(unique), chunks=len(chunks), chunk_size=chunk_size,
+                   source_kind=source_kind, source=source, retries=retries, lease=float(lease),
+                   transfer=transfer, output_dir=output_dir, file_server=file_server, watch=watch,
+                   recurse=recurse, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    await store.write_atomic(L.CONTROL_FILE, Control().to_yaml())
+    await store.write_atomic(L.JOB_FILE, spec.to_yaml())  # last: its presence means "ready"
+    return InitResult(spec, len(items) - len(unique))
+
+
+async def update_control(store: Store, change) -> Control:
+    """Read control.yaml, apply ``change(Control) -> Control`` and replace it atomically.
+
+    A malformed file is never overwritten: the error names it and the line.
+    """
+    if not await store.exists(L.JOB_FILE):
+        raise JobError(f"{store.where('')}: not a ppss job (no {L.JOB_FILE})")
+    data = await store.read(L.CONTROL_FILE)
+    control = parse_control(data or b"", store.where(L.CONTROL_FILE))
+    new = change(control)
+    await store.write_atomic(L.CONTROL_FILE, new.to_yaml())
+    return new
+
+
+async def set_state(store: Store, state: str, node: str | None = None) -> Control:
+    return await update_control(store, lambda c: c.with_state(state, node))
+
+
+async def set_slots(store: Store, node: str, slots: int | None) -> Control:
+    return await update_control(store, lambda c: c.with_slots(node, slots))
+
+
+async def write_control_text(store: Store, text: bytes, expect_stamp: tuple | None) -> None:
+    """Save an edited control.yaml: validated first, refused if it changed meanwhile."""
+    parse_control(text, store.where(L.CONTROL_FILE))
+    entry = await store.stat(L.CONTROL_FILE)
+    stamp = (entry.mtime, entry.size) if entry else None
+    if expect_stamp is not None and stamp != expect_stamp:
+        raise ControlError(f"{store.where(L.CONTROL_FILE)} was changed by someone else since you "
+                           "opened it; reload to see their change")
+    await store.write_atomic(L.CONTROL_FILE, text)
+
+
+async def failed_items(store: Store, limit: int | None = None) -> list[dict]:
+    lists = await asyncio.gather(*(store.listdir(f"{L.FAILED_DIR}/{s}") for s in L.SHARDS))
+    names = [(s, n) for s, ns in zip(L.SHARDS, lists) for n in ns or () if ".tmp-" not in n]
+    if limit is not None:
+        names = names[:limit]
+    blobs = []
+    for i in range(0, len(names), 128):
+        blobs += await asyncio.gather(*(store.read(f"{L.FAILED_DIR}/{s}/{n}") for s, n in names[i:i + 128]))
+    out = []
+    for blob in blobs:
+        try:
+            out.append(json.loads(blob or b"{}"))
+        except ValueError:
+            continue
+    return out

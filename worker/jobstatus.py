@@ -1,0 +1,184 @@
+"""Node status files and the job's totals, as both the worker and the console read them.
+
+Each worker rewrites ``nodes/<node>.json`` about once a second (temporary file, then rename);
+the file's modification time on the master is the node's heartbeat, so ages are measured on
+the master's clock only. Totals come from these files and job.yaml, never from a listing of
+the per-item directories (``recount`` does that, on demand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+from . import layout as L
+from .control import Control, ControlError, parse_control
+from .errors import JobError
+from .jobspec import JobSpec
+from .store import Store
+
+# States a node reports; "lost" is derived (heartbeat older than the lease).
+NODE_STATES = ("starting", "running", "paused", "suspended", "stopping", "stopped", "finished",
+               "error", "lost")
+FINAL_STATES = ("stopped", "finished")
+
+
+@dataclass(frozen=True)
+class RunningItem:
+    lock: str
+    item: str  # lossless JSON form (layout.item_to_json)
+    slot: int
+    started: float
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    state: str = "starting"
+    host: str = ""
+    pid: int = 0
+    run_id: str = ""
+    slots: int = 0
+    done: int = 0
+    failed: int = 0
+    lost_leases: int = 0
+    running: tuple[RunningItem, ...] = ()
+    claims: tuple[tuple[str, str], ...] = ()  # (lock, item) held but not running yet
+    error: str = ""
+    started: float = 0.0
+    updated: float = 0.0
+    version: str = ""
+    last_seen_s: float | None = None  # filled in by readers, from the file's mtime
+
+    def to_json(self) -> bytes:
+        data = {
+            "name": self.name, "state": self.state, "host": self.host, "pid": self.pid,
+            "run_id": self.run_id, "slots": self.slots, "done": self.done, "failed": self.failed,
+            "lost_leases": self.lost_leases,
+            "running": [{"lock": r.lock, "item": r.item, "slot": r.slot, "started": r.started}
+                        for r in self.running],
+            "claims": [{"lock": lock, "item": item} for lock, item in self.claims],
+            "error": self.error, "started": self.started, "updated": self.updated,
+            "version": self.version,
+        }
+        return json.dumps(data, ensure_ascii=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, last_seen_s: float | None = None) -> "NodeStatus":
+        d = json.loads(data)
+        return cls(
+            name=str(d["name"]), state=str(d.get("state", "starting")), host=str(d.get("host", "")),
+            pid=int(d.get("pid", 0)), run_id=str(d.get("run_id", "")), slots=int(d.get("slots", 0)),
+            done=int(d.get("done", 0)), failed=int(d.get("failed", 0)),
+            lost_leases=int(d.get("lost_leases", 0)),
+            running=tuple(RunningItem(r["lock"], r["item"], int(r.get("slot", 0)), float(r.get("started", 0)))
+                          for r in d.get("running", ())),
+            claims=tuple((c["lock"], c["item"]) for c in d.get("claims", ())),
+            error=str(d.get("error", "")), started=float(d.get("started", 0)),
+            updated=float(d.get("updated", 0)), version=str(d.get("version", "")),
+            last_seen_s=last_seen_s)
+
+    def held_locks(self) -> list[tuple[str, str]]:
+        return [(r.lock, r.item) for r in self.running] + list(self.claims)
+
+    def is_lost(self, lease: float) -> bool:
+        return (self.state not in FINAL_STATES and self.last_seen_s is not None
+                and self.last_seen_s > lease)
+
+    @property
+    def shown_state(self) -> str:
+        return self.state
+
+    def effective_state(self, lease: float) -> str:
+        return "lost" if self.is_lost(lease) else self.state
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    spec: JobSpec
+    nodes: tuple[NodeStatus, ...]
+    control: Control | None
+    control_error: str = ""
+    retry_pending: int = 0
+    now: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.spec.total
+
+    @property
+    def done(self) -> int:
+        return sum(n.done for n in self.nodes)
+
+    @property
+    def failed(self) -> int:
+        return sum(n.failed for n in self.nodes)
+
+    @property
+    def running(self) -> int:
+        return sum(len(n.running) for n in self.nodes
+                   if n.effective_state(self.spec.lease) not in ("lost", *FINAL_STATES))
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.total - self.done - self.failed - self.running)
+
+    @property
+    def finished(self) -> bool:
+        return self.done + self.failed >= self.total and not self.spec.watch
+
+    def to_dict(self) -> dict:
+        lease = self.spec.lease
+        return {
+            "total": self.total, "done": self.done, "failed": self.failed,
+            "running": self.running, "pending": self.pending,
+            "nodes": [{"name": n.name, "state": n.effective_state(lease), "slots": n.slots,
+                       "done": n.done, "failed": n.failed, "running": len(n.running),
+                       "last_seen_s": None if n.last_seen_s is None else round(n.last_seen_s, 1)}
+                      for n in self.nodes],
+        }
+
+
+async def read_spec(store: Store) -> JobSpec:
+    data = await store.read(L.JOB_FILE)
+    if data is None:
+        raise JobError(f"{store.where('')}: not a ppss job (no {L.JOB_FILE}); create one with ppss-console init")
+    return JobSpec.from_yaml(data, store.where(L.JOB_FILE))
+
+
+async def read_control(store: Store) -> Control:
+    data = await store.read(L.CONTROL_FILE)
+    return parse_control(data or b"", store.where(L.CONTROL_FILE))
+
+
+async def read_nodes(store: Store, now: float | None = None) -> list[NodeStatus]:
+    entries = await store.scandir(L.NODES_DIR) or []
+    entries = [e for e in entries if e.name.endswith(".json") and not e.is_dir]
+    if now is None:
+        now = await store.now()
+    blobs = await asyncio.gather(*(store.read(f"{L.NODES_DIR}/{e.name}") for e in entries))
+    nodes = []
+    for entry, blob in zip(entries, blobs):
+        if not blob:
+            continue
+        try:
+            nodes.append(NodeStatus.from_json(blob, max(0.0, now - entry.mtime)))
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn or foreign file: skip it rather than fail the whole view
+    nodes.sort(key=lambda n: n.name)
+    return nodes
+
+
+async def read_job_status(store: Store, spec: JobSpec | None = None) -> JobStatus:
+    spec = spec or await read_spec(store)
+    now = await store.now()
+    nodes, control_data, retry = await asyncio.gather(
+        read_nodes(store, now), store.read(L.CONTROL_FILE), store.listdir(L.RETRY_DIR))
+    control, error = None, ""
+    try:
+        control = parse_control(control_data or b"", store.where(L.CONTROL_FILE))
+    except ControlError as exc:
+        error = str(exc)
+    retry_pending = len([n for n in retry or () if ".tmp-" not in n])
+    return JobStatus(spec, tuple(nodes), control, error, retry_pending, now)

@@ -1,0 +1,139 @@
+"""One verified SSH connection per host, with errors turned into one readable line.
+
+Host keys are always checked against known_hosts (``--known-hosts FILE`` or the user's own).
+An unknown or changed key is refused, and the message shows the key's fingerprint so the
+operator can compare it before trusting the host (``ppss-console trust``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+from dataclasses import dataclass
+
+import asyncssh
+
+from .errors import ConnectError
+
+CONNECT_TIMEOUT = 15.0
+KEEPALIVE_INTERVAL = 10.0
+KEEPALIVE_COUNT = 3
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    port: int | None = None
+    user: str | None = None
+    identity: str | None = None
+    known_hosts: str | None = None
+
+    def label(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.host}{port}"
+
+
+def _known_hosts_path(target: SshTarget) -> str:
+    return target.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+
+
+def connect_options(target: SshTarget) -> dict:
+    opts: dict = {
+        "known_hosts": _known_hosts_path(target),
+        "connect_timeout": CONNECT_TIMEOUT,
+        "keepalive_interval": KEEPALIVE_INTERVAL,
+        "keepalive_count_max": KEEPALIVE_COUNT,
+    }
+    if target.port:
+        opts["port"] = target.port
+    if target.user:
+        opts["username"] = target.user
+    if target.identity:
+        if not os.path.exists(target.identity):
+            raise ConnectError(f"identity file {target.identity} does not exist")
+        opts["client_keys"] = [target.identity]
+        opts["agent_path"] = None
+    return opts
+
+
+async def host_key_fingerprint(target: SshTarget) -> str | None:
+    """The SHA256 fingerprint of the key the host offers now (None if it cannot be read)."""
+    try:
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(target.host, target.port or 22), CONNECT_TIMEOUT
+        )
+    except (OSError, asyncssh.Error, asyncio.TimeoutError):
+        return None
+    return key.get_fingerprint("sha256") if key else None
+
+
+def known_host_keys(target: SshTarget) -> list:
+    """Keys recorded for the host in known_hosts (empty when the host is unknown)."""
+    path = _known_hosts_path(target)
+    try:
+        known = asyncssh.read_known_hosts(path)
+    except (OSError, ValueError, asyncssh.KeyImportError):
+        return []
+    try:
+        addr = socket.gethostbyname(target.host)
+    except OSError:
+        addr = target.host
+    host_keys, *_ = known.match(target.host, addr, target.port or 22)
+    return list(host_keys)
+
+
+async def describe_host_key_problem(target: SshTarget) -> str:
+    fingerprint = await host_key_fingerprint(target)
+    shown = f" (it offers {fingerprint})" if fingerprint else ""
+    path = _known_hosts_path(target)
+    if known_host_keys(target):
+        return (f"{target.label()}: HOST KEY CHANGED{shown}; it does not match {path}. "
+                "Refusing to connect: check with the host's administrator before updating known_hosts")
+    return (f"{target.label()}: host key unknown{shown}, not in {path}. "
+            "Trust it explicitly first: ppss-console trust HOST[:PORT]")
+
+
+async def connect(target: SshTarget) -> asyncssh.SSHClientConnection:
+    """Open a verified connection or raise ConnectError with one readable line."""
+    try:
+        return await asyncssh.connect(target.host, **connect_options(target))
+    except asyncssh.HostKeyNotVerifiable:
+        raise ConnectError(await describe_host_key_problem(target)) from None
+    except asyncssh.PermissionDenied:
+        raise ConnectError(f"{target.label()}: login refused (no accepted key for that account)") from None
+    except asyncssh.Error as exc:
+        raise ConnectError(f"{target.label()}: SSH failed: {exc.reason or exc}") from None
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ConnectError(f"{target.label()}: no answer within {CONNECT_TIMEOUT:.0f} s") from None
+    except socket.gaierror as exc:
+        raise ConnectError(f"{target.label()}: unknown host ({exc.strerror})") from None
+    except OSError as exc:
+        raise ConnectError(f"{target.label()}: cannot connect: {exc.strerror or exc}") from None
+
+
+async def connect_with_retry(target: SshTarget, attempts: int | None = None,
+                             first_delay: float = 0.5, max_delay: float = 20.0,
+                             on_retry=None) -> asyncssh.SSHClientConnection:
+    """Connect, retrying transient failures with exponential backoff and full jitter.
+
+    Host key and login problems are final: retrying them would only hide the problem.
+    """
+    delay = first_delay
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await connect(target)
+        except ConnectError as exc:
+            text = str(exc)
+            final = "HOST KEY" in text or "host key unknown" in text or "login refused" in text \
+                or "unknown host" in text or "identity file" in text
+            if final or (attempts is not None and attempt >= attempts):
+                raise
+            if on_retry:
+                on_retry(text)
+        await asyncio.sleep(random.uniform(0, delay))
+        delay = min(max_delay, delay * 2)

@@ -1,0 +1,105 @@
+"""Where a worker finds its next items: the retry queue first, then the item chunks.
+
+Each worker starts at its own place in the chunk list and takes whole chunks to sweep
+(``mkdir sweep/<chunk>``), so nodes rarely contend for the same items; when no chunk is left
+untaken it helps sweep the others' unfinished chunks. Item-level mkdir remains the only thing
+that decides who runs an item, so this is an optimisation, never a correctness rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+
+from . import layout as L
+from .claims import Candidate
+from .jobspec import JobSpec
+from .store import Store
+
+RETRY_POLL = 2.0
+
+
+class Sweeper:
+    def __init__(self, store: Store, spec: JobSpec, node: str) -> None:
+        self.store = store
+        self.spec = spec
+        n = max(1, spec.chunks)
+        start = zlib.crc32(node.encode()) % n
+        self.order = [(start + i) % n for i in range(spec.chunks)]
+        self.swept: set[int] = set()       # chunks known to be fully tried
+        self.taken: set[int] = set()       # chunks some node sweeps (or swept)
+        self.current: list[Candidate] = []
+        self.current_chunk: int | None = None
+        self.pos = 0
+        self.helping = False
+        self.retry_seen = 0.0
+        self.retry_busy: set[str] = set()  # retry entries we failed to claim lately
+        self.exhausted = spec.chunks == 0
+
+    async def _refresh_markers(self) -> None:
+        taken, swept = await asyncio.gather(self.store.listdir(L.SWEEP_DIR), self.store.listdir(L.SWEPT_DIR))
+        self.taken |= {int(n) for n in taken or () if n.isdigit()}
+        self.swept |= {int(n) for n in swept or () if n.isdigit()}
+        self.taken |= self.swept
+
+    async def _open_chunk(self, index: int) -> None:
+        data = await self.store.read(L.chunk_path(index)) or b""
+        self.current = [Candidate(L.item_id(item), item) for item in L.decode_chunk(data)]
+        self.current_chunk = index
+        self.pos = 0
+
+    async def _next_chunk(self) -> bool:
+        if self.current_chunk is not None:
+            await self.store.mkdir(f"{L.SWEPT_DIR}/{L.chunk_name(self.current_chunk)}")
+            self.swept.add(self.current_chunk)
+            self.current_chunk = None
+        if not self.helping:
+            if not self.taken:
+                await self._refresh_markers()
+            for index in self.order:
+                if index in self.taken:
+                    continue
+                self.taken.add(index)
+                if await self.store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(index)}"):
+                    await self._open_chunk(index)
+                    return True
+            self.helping = True
+        await self._refresh_markers()
+        for index in self.order:
+            if index not in self.swept:
+                await self._open_chunk(index)
+                return True
+        return False
+
+    async def retry_candidates(self, want: int, force: bool = False) -> list[Candidate]:
+        now = time.monotonic()
+        if not force and now - self.retry_seen < RETRY_POLL:
+            return []
+        self.retry_seen = now
+        names = await self.store.listdir(L.RETRY_DIR) or []
+        names = [n for n in names if ".tmp-" not in n and n not in self.retry_busy][:want]
+        if not names:
+            self.retry_busy.clear()
+            return []
+        blobs = await asyncio.gather(*(self.store.read(f"{L.RETRY_DIR}/{n}") for n in names))
+        return [Candidate(n, b, from_retry=True) for n, b in zip(names, blobs) if b is not None]
+
+    def note_busy(self, candidates: list[Candidate], won: set[str]) -> None:
+        self.retry_busy |= {c.lock for c in candidates if c.from_retry and c.lock not in won}
+
+    async def next(self, want: int) -> list[Candidate]:
+        """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
+        out = await self.retry_candidates(want)
+        while len(out) < want and not self.exhausted:
+            if self.pos >= len(self.current):
+                if not await self._next_chunk():
+                    self.exhausted = True
+                    break
+                continue
+            take = self.current[self.pos:self.pos + want - len(out)]
+            self.pos += len(take)
+            out += take
+        if not out and self.exhausted:
+            out = await self.retry_candidates(want, force=True)
+        return out
