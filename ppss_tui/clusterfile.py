@@ -1,0 +1,146 @@
+"""The cluster file (``ppss.yaml``): which job, and which nodes, the console and deploy work on.
+
+    master: ssh://ppss@master:22/srv/jobs/wav2mp3   # the job's address (as nodes reach it too)
+    identity: ~/.ssh/id_ed25519        # optional: the operator's key for master and nodes
+    known_hosts: ~/.ssh/known_hosts    # optional
+    node_key: ~/.ssh/ppss_node         # optional (deploy): key nodes use to reach the master
+    nodes:
+      - ppss@node1                     # user@host[:port]
+      - {name: n2, host: 10.0.0.2, user: ppss, port: 22, slots: 4, dir: ~/ppss}
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from worker.address import MasterAddress, parse_address
+from worker.engine import valid_node_name
+from worker.errors import PpssError, UsageError
+from worker.sshconn import SshTarget
+from worker.yamlio import load_yaml
+
+NODE_KEYS = {"name", "host", "user", "port", "slots", "dir"}
+TOP_KEYS = {"master", "identity", "known_hosts", "node_key", "nodes"}
+
+
+class ClusterFileError(UsageError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    host: str
+    user: str | None = None
+    port: int | None = None
+    slots: int | None = None
+    dir: str | None = None  # where the worker is installed on the node (deploy)
+
+    def target(self, cluster: "Cluster") -> SshTarget:
+        return SshTarget(self.host, self.port, self.user, cluster.identity, cluster.known_hosts)
+
+    def label(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.host}{port}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    master: MasterAddress
+    master_url: str
+    nodes: tuple[NodeSpec, ...] = ()
+    identity: str | None = None
+    known_hosts: str | None = None
+    node_key: str | None = None
+    path: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def master_target(self) -> SshTarget | None:
+        m = self.master
+        if m.is_local:
+            return None
+        return SshTarget(m.host, m.port, m.user, self.identity, self.known_hosts)
+
+
+def _expand(path: str | None, base: str) -> str | None:
+    if not path:
+        return None
+    path = os.path.expanduser(str(path))
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
+
+
+def parse_node(entry, where: str, index: int) -> NodeSpec:
+    here = f"{where}: nodes[{index}]"
+    if isinstance(entry, str):
+        text = entry.strip()
+        user, _, hostport = text.rpartition("@")
+        if hostport.startswith("["):
+            host, _, rest = hostport[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port_text = hostport.partition(":")
+        if not host or (port_text and not port_text.isdigit()):
+            raise ClusterFileError(f"{here}: {entry!r} is not user@host[:port]")
+        entry = {"host": host, "user": user or None, "port": int(port_text) if port_text else None}
+    if not isinstance(entry, dict):
+        raise ClusterFileError(f"{here}: expected user@host[:port] or a mapping with host")
+    bad = set(entry) - NODE_KEYS
+    if bad:
+        raise ClusterFileError(f"{here}: unknown key {sorted(map(str, bad))[0]!r} "
+                               f"(expected {', '.join(sorted(NODE_KEYS))})")
+    host = entry.get("host")
+    if not host or not isinstance(host, str):
+        raise ClusterFileError(f"{here}: 'host' is missing")
+    port = entry.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        raise ClusterFileError(f"{here}: port {port!r} is not a TCP port")
+    slots = entry.get("slots")
+    if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
+        raise ClusterFileError(f"{here}: slots {slots!r} is not a whole number of at least 1")
+    name = str(entry.get("name") or host)
+    if not valid_node_name(name):
+        raise ClusterFileError(f"{here}: name {name!r}: use letters, digits, '.', '_' and '-'")
+    user = entry.get("user")
+    return NodeSpec(name=name, host=host, user=str(user) if user else None, port=port, slots=slots,
+                    dir=str(entry["dir"]) if entry.get("dir") else None)
+
+
+def parse_cluster(text: bytes | str, where: str = "ppss.yaml", base: str = ".") -> Cluster:
+    data = load_yaml(text, where, ClusterFileError)
+    if not isinstance(data, dict):
+        raise ClusterFileError(f"{where}: expected a mapping with master and nodes")
+    bad = set(data) - TOP_KEYS
+    if bad:
+        raise ClusterFileError(f"{where}: unknown key {sorted(map(str, bad))[0]!r} "
+                               f"(expected {', '.join(sorted(TOP_KEYS))})")
+    if not data.get("master"):
+        raise ClusterFileError(f"{where}: 'master' is missing (the job's address)")
+    try:
+        master = parse_address(str(data["master"]))
+    except PpssError as exc:
+        raise ClusterFileError(f"{where}: master: {exc}") from None
+    nodes_data = data.get("nodes") or []
+    if not isinstance(nodes_data, list):
+        raise ClusterFileError(f"{where}: nodes: expected a list")
+    nodes = tuple(parse_node(e, where, i) for i, e in enumerate(nodes_data))
+    names = [n.name for n in nodes]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ClusterFileError(f"{where}: node name {sorted(dup)[0]!r} appears twice (give each a name)")
+    return Cluster(master=master, master_url=str(data["master"]), nodes=nodes,
+                   identity=_expand(data.get("identity"), base),
+                   known_hosts=_expand(data.get("known_hosts"), base),
+                   node_key=_expand(data.get("node_key"), base), path=where)
+
+
+def load_cluster(path: str) -> Cluster:
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ClusterFileError(f"{path}: no such cluster file (see README: the cluster file)") from None
+    except OSError as exc:
+        raise ClusterFileError(f"{path}: {exc.strerror}") from None
+    return parse_cluster(text, path, os.path.dirname(os.path.abspath(path)))
