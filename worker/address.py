@@ -56,16 +56,16 @@ def parse_address(text: str) -> MasterAddress:
             raise UsageError(f"{text}: empty user name")
     port: int | None = None
     if netloc.startswith("["):
-        host, _, tail = netloc[1:].partition("]")
+        host, bracket, tail = netloc[1:].partition("]")
         port_text = tail[1:] if tail.startswith(":") else ""
-        if tail and not tail.startswith(":"):
+        if not bracket or (tail and not tail.startswith(":")):
             raise UsageError(f"{text}: malformed host {netloc!r}")
     else:
         host, _, port_text = netloc.partition(":")
     if not host:
         raise UsageError(f"{text}: no host")
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise UsageError(f"{text}: bad port {port_text!r}")
         port = int(port_text)
     path = posixpath.normpath(path)

@@ -15,7 +15,7 @@ def load_yaml(text: bytes | str, where: str, error=JobError):
         line = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise error(f"{where}:{line}: malformed YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise error(f"{where}: malformed YAML: {exc}") from None
+        raise error(f"{where}: malformed YAML: {' '.join(str(exc).split())}") from None
 
 
 def dump_yaml(data) -> str:
