@@ -3,7 +3,8 @@
   claim     mkdir locks/ab/<lock>            exactly one claimer wins
             mkdir locks/ab/<lock>/<token>    who holds it (node@run)
   take over rename <lock>/<old token> -> <lock>/<my token>     (exactly one wins)
-  commit    rename <lock>/<my token> -> <lock>/done|failed     (fails if the claim was taken)
+  done      rename <lock>/<my token> -> done/ab/<id>            (fails if the claim was taken)
+  failed    rename <lock>/<my token> -> <lock>/failed           (likewise), then failed/ab/<id>
   release   write retry/<lock>, rmdir <lock>/<token>, rmdir <lock>
   retry     write retry/<lock of next attempt>, then commit the attempt as failed
 """
@@ -42,6 +43,7 @@ class Claim:
 
 class Claims:
     def __init__(self, store: Store, token: str, make_output_dirs: bool = False) -> None:
+        # Output dirs cost a mkdir per item on the master: made only for commands that use them.
         self.store = store
         self.token = token
         self.make_output_dirs = make_output_dirs
@@ -73,9 +75,13 @@ class Claims:
             return Claim(lock, item)
         return None
 
-    async def commit(self, claim: Claim, mark: str) -> bool:
-        """Fence: turn our token into the attempt's final mark; False if we lost the claim."""
-        return await self.store.rename(self.token_path(claim.lock), f"{L.lock_path(claim.lock)}/{mark}")
+    async def commit_done(self, claim: Claim) -> bool:
+        """Fence and record in one step: our token becomes the done record; False if we lost it."""
+        return await self.store.rename(self.token_path(claim.lock), L.done_path(claim.ident))
+
+    async def commit_failed(self, claim: Claim) -> bool:
+        """Fence: our token becomes the attempt's failed mark; False if we lost the claim."""
+        return await self.store.rename(self.token_path(claim.lock), f"{L.lock_path(claim.lock)}/{L.FAILED_MARK}")
 
     async def release(self, claim: Claim) -> None:
         """Give a claim back untouched, so any node (this one too) can claim it again."""

@@ -53,8 +53,22 @@ async def run(args: argparse.Namespace) -> int:
         await store.close()
 
 
+def _fast_child_watcher() -> None:
+    """Python 3.11 waits for each child in a thread of its own; a pidfd needs none."""
+    if sys.version_info < (3, 12) and hasattr(os, "pidfd_open"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            try:
+                os.close(os.pidfd_open(os.getpid()))
+                asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+            except (OSError, AttributeError):
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _fast_child_watcher()
     try:
         code = asyncio.run(run(args))
     except PpssError as exc:

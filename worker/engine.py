@@ -33,6 +33,8 @@ from .sweep import Sweeper
 HEARTBEAT = 1.0
 END_CHECK = 2.0
 LOG_TAIL = 4096
+JOBLOG_BATCH = 64
+JOBLOG_FLUSH = 0.5
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Worker:
         self.run_id = secrets.token_hex(4)
         self.token = L.owner_token(node, self.run_id)
         self.job_path = job_path or store.root
-        self.claims = Claims(store, self.token, make_output_dirs=spec.transfer == "shared")
+        self.claims = Claims(store, self.token,
+                             make_output_dirs=spec.transfer == "shared" and "OUTPUT_DIR" in spec.command)
         self.sweeper = Sweeper(store, spec, node)
         self.log = log or (lambda text: print(f"ppss-worker[{node}]: {text}", file=sys.stderr, flush=True))
         self.queue: deque[Claim] = deque()
@@ -86,6 +89,8 @@ class Worker:
         self.last_scan: ScanResult | None = None
         self.lost_seen: set[tuple[str, str]] = set()
         self.base_env = dict(os.environb) if hasattr(os, "environb") else {}
+        self.joblog_buffer: list[str] = []
+        self.kick_joblog = asyncio.Event()
 
     # ---- state ---------------------------------------------------------------------------
     def effective(self) -> tuple[str, int]:
@@ -356,31 +361,31 @@ class Worker:
         ok = result.exit_code == 0
         will_retry = not ok and claim.attempt <= self.spec.retries
         next_lock = await self.claims.requeue(claim) if will_retry else None
-        if not await self.claims.commit(claim, L.DONE_MARK if ok else L.FAILED_MARK):
+        fenced = await (self.claims.commit_done(claim) if ok else self.claims.commit_failed(claim))
+        rec = record(claim, self.node, self.host, result.exit_code, result.started, result.duration)
+        tail = result.output[-LOG_TAIL:].decode("utf-8", "replace")
+        if not fenced:
             # Our claim was taken over (we were silent longer than the lease): not ours to record.
             if next_lock:
                 await self.store.remove(f"{L.RETRY_DIR}/{next_lock}")
             self.lost_leases += 1
             self.log(f"lease lost on {L.display_item(claim.item, 60)}: result discarded "
                      "(another node runs it)")
-            await self.joblog({"event": "lost_lease", **record(claim, self.node, self.host,
-                                                                result.exit_code, result.started,
-                                                                result.duration)})
+            self.joblog({"event": "lost_lease", **rec})
             return
-        rec = record(claim, self.node, self.host, result.exit_code, result.started, result.duration)
-        event = "done" if ok else ("retry" if will_retry else "failed")
-        ops = [self.store.write(L.log_path(claim.ident), self.log_text(claim, result)),
-               self.joblog({"event": event, **rec,
-                            "output_tail": result.output[-LOG_TAIL:].decode("utf-8", "replace")})]
+        self.joblog({"event": "done" if ok else ("retry" if will_retry else "failed"), **rec,
+                     **({"output_tail": tail} if tail else {})})
+        ops = []
+        if result.output or not ok:
+            ops.append(self.store.write(L.log_path(claim.ident), self.log_text(claim, result)))
         if ok:
-            ops.append(self.store.write(L.done_path(claim.ident), record_bytes(rec)))
             self.done += 1
         elif not will_retry:
-            rec["output_tail"] = result.output[-LOG_TAIL:].decode("utf-8", "replace")
-            ops.append(self.store.write(L.failed_path(claim.ident), record_bytes(rec)))
+            ops.append(self.store.write(L.failed_path(claim.ident), record_bytes({**rec, "output_tail": tail})))
             self.failed += 1
             self.failed_this_run += 1
-        await asyncio.gather(*ops)
+        if ops:
+            await asyncio.gather(*ops)
 
     def log_text(self, claim: Claim, result: Result) -> bytes:
         head = (f"# item: {L.display_item(claim.item)}\n# id: {claim.ident}  attempt: {claim.attempt}\n"
@@ -391,9 +396,26 @@ class Worker:
             head += f"# (first {result.truncated} bytes of output dropped)\n"
         return head.encode() + result.output
 
-    async def joblog(self, event: dict) -> None:
+    def joblog(self, event: dict) -> None:
+        """Queue a line for this node's JSON-lines job log (written in batches)."""
         event = {"time": round(time.time(), 3), **event}
-        await self.store.append(L.joblog_path(self.node), (json.dumps(event, ensure_ascii=True) + "\n").encode())
+        self.joblog_buffer.append(json.dumps(event, ensure_ascii=True) + "\n")
+        if len(self.joblog_buffer) >= JOBLOG_BATCH:
+            self.kick_joblog.set()
+
+    async def flush_joblog(self) -> None:
+        if self.joblog_buffer:
+            data, self.joblog_buffer = "".join(self.joblog_buffer).encode(), []
+            await self.store.append(L.joblog_path(self.node), data)
+
+    async def joblog_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.kick_joblog.wait(), JOBLOG_FLUSH)
+            except asyncio.TimeoutError:
+                pass
+            self.kick_joblog.clear()
+            await self.flush_joblog()
 
     # ---- the main loop ---------------------------------------------------------------------
     async def release_queue(self) -> None:
@@ -444,7 +466,8 @@ class Worker:
         await self.write_status()
         state, slots = self.effective()
         self.log(f"started: job {self.store.label}, {slots} slots, state {state}")
-        helpers = [asyncio.create_task(self.heartbeat_loop()), asyncio.create_task(self.lost_watch_loop())]
+        helpers = [asyncio.create_task(self.heartbeat_loop()), asyncio.create_task(self.lost_watch_loop()),
+                   asyncio.create_task(self.joblog_loop())]
         feeder = asyncio.create_task(self.feed_loop())
         for task in (*helpers, feeder):
             task.add_done_callback(self._helper_done)
@@ -462,6 +485,7 @@ class Worker:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         await self.release_queue()
+        await self.flush_joblog()
         await self.write_status()
         self.log(f"{self.reported_state()}: {self.done} done, {self.failed} failed on this node"
                  + (f", {self.lost_leases} late results refused" if self.lost_leases else ""))

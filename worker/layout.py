@@ -12,9 +12,9 @@ JOB_FILE = "job.yaml"
 CONTROL_FILE = "control.yaml"
 ITEMS_DIR = "items"          # items/000000 ...: chunks of NUL-terminated items
 LOCKS_DIR = "locks"          # locks/ab/<lock>/         the claim (mkdir)
-DONE_DIR = "done"            # done/ab/<id>             JSON record
+DONE_DIR = "done"            # done/ab/<id>/            the holder's token, renamed here (fenced commit)
 FAILED_DIR = "failed"        # failed/ab/<id>           JSON record
-LOGS_DIR = "logs"            # logs/ab/<id>.log         output of the last attempt
+LOGS_DIR = "logs"            # logs/ab/<id>.log         output of the last attempt (if any output)
 OUTPUT_DIR = "output"        # output/ab/<id>/          per-item output directory (shared mode)
 RETRY_DIR = "retry"          # retry/<lock>             item bytes of a released or retried item
 NODES_DIR = "nodes"          # nodes/<node>.json        status file (its mtime is the heartbeat)
@@ -24,8 +24,7 @@ SWEPT_DIR = "swept"          # swept/<chunk>            every item of the chunk 
 GRAVE_DIR = "graveyard"      # graveyard/<lock>.<rand>  locks taken away from orphans
 TMP_DIR = "tmp"
 
-DONE_MARK = "done"           # locks/ab/<lock>/done     the attempt finished (fenced commit)
-FAILED_MARK = "failed"
+FAILED_MARK = "failed"       # locks/ab/<lock>/failed   the attempt failed (fenced commit)
 
 CHUNK_SIZE = 1000
 SHARDS = [f"{i:02x}" for i in range(256)]

@@ -115,12 +115,7 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
         attempt, entry = newest[ident]
         lock = entry.name
         names = names or []
-        if L.DONE_MARK in names:
-            result.done += 1
-            repairs.append(store.write(L.done_path(ident), record_bytes(
-                {"id": ident, "item": L.item_to_json(item), "attempt": attempt, "exit": 0,
-                 "repaired": True})))
-        elif L.FAILED_MARK in names:
+        if L.FAILED_MARK in names:
             if attempt <= spec.retries:
                 result.queued += 1
                 repairs.append(store.write(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item))
