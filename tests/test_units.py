@@ -13,6 +13,7 @@ from worker.errors import EXIT_JOB, EXIT_USAGE, JobError, UsageError
 from worker.jobops import split_items
 from worker.jobspec import JobSpec
 from worker.jobstatus import JobStatus, NodeStatus, RunningItem
+from worker.runner import mentions_item, shell_argv
 
 # ---------------------------------------------------------------------------------------------
 # master addresses
@@ -398,3 +399,28 @@ def test_node_status_json_round_trip() -> None:
     assert again == NodeStatus(**{**n.__dict__, "last_seen_s": 1.25})
     assert again.held_locks() == [("lk", L.item_to_json(b"\xff x")), ("lk2", "it")]
     assert L.item_from_json(again.running[0].item) == b"\xff x"
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line of an item
+
+
+@pytest.mark.parametrize("command, mentions", [
+    ('lame "$ITEM" out.mp3', True),
+    ("echo ${ITEM}", True),
+    ("echo ${ITEM:-none}", True),
+    ("echo $ITEM_ID", True),
+    ("python3 -c 'import os; print(os.environ[\"ITEM\"])'", True),
+    ("gzip", False),
+    ("gzip ", False),
+    ("/srv/ITEMS/convert.sh", False),
+    ("/tmp/test_without_ITEM_x/run.sh", False),
+    ("echo $MY_ITEM", False),
+    ("echo $ITEMS", False),
+])
+def test_mentions_item(command: str, mentions: bool) -> None:
+    assert mentions_item(command) is mentions
+    argv = shell_argv(command)
+    assert argv[:2] == ["/bin/sh", "-c"]
+    assert argv[2] == (command if mentions else f'{command} "$ITEM"')
+    assert _spec(command=command).mentions_item() is mentions

@@ -52,4 +52,5 @@ class JobSpec:
         return cls(**values)
 
     def mentions_item(self) -> bool:
-        return "ITEM" in self.command
+        from .runner import mentions_item
+        return mentions_item(self.command)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass
@@ -26,8 +27,17 @@ class Result:
     truncated: int = 0  # bytes of output dropped from the start
 
 
+# ITEM as a word of its own ($ITEM, ${ITEM}, environ["ITEM"]; $ITEM_ID counts too), not inside
+# another word such as a path /srv/ITEMS/x.sh or a variable MY_ITEM.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])ITEM(?![A-Za-z0-9])")
+
+
+def mentions_item(command: str) -> bool:
+    return _MENTION.search(command) is not None
+
+
 def shell_argv(command: str) -> list[str]:
-    code = command if "ITEM" in command else f'{command} "$ITEM"'
+    code = command if mentions_item(command) else f'{command} "$ITEM"'
     return ["/bin/sh", "-c", code, "ppss"]
 
 
