@@ -18,6 +18,7 @@ from .engine import Worker, default_node_name, valid_node_name
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, PpssError, UsageError
 from .jobstatus import read_spec
 from .store import open_store
+from .transfer import CopyTransfer, default_work_root
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", "-n", default=None, help="this node's name (default: hostname)")
     p.add_argument("-i", "--identity", help="SSH private key for the master")
     p.add_argument("--known-hosts", help="known_hosts file to verify the master (default ~/.ssh/known_hosts)")
+    p.add_argument("--work-dir", help="copy mode: where items are fetched to (default ~/.cache/ppss/work/...)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
     return p
 
@@ -42,14 +44,28 @@ async def run(args: argparse.Namespace) -> int:
         raise UsageError("--slots must be at least 1")
     address = parse_address(args.master)
     log = (lambda text: None) if args.quiet else None
-    store = await open_store(address, args.identity, args.known_hosts,
-                             on_event=lambda t: print(f"ppss-worker[{node}]: {t}", file=sys.stderr, flush=True))
+    def event(text: str) -> None:
+        print(f"ppss-worker[{node}]: {text}", file=sys.stderr, flush=True)
+
+    store = await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4)
+    files = None
     try:
         spec = await read_spec(store)
         job_path = address.path if address.is_local else await store.realpath(address.path)
-        worker = Worker(store, spec, node, args.slots, log=log, job_path=job_path)
+        transfer = None
+        if spec.transfer == "copy":
+            files = store
+            if spec.file_server:
+                server = spec.file_server.rstrip("/")
+                server_address = parse_address(server if server.count("/") > 2 else server + "/.")
+                files = await open_store(server_address, args.identity, args.known_hosts, on_event=event)
+            transfer = CopyTransfer(files, store, spec, job_path,
+                                    args.work_dir or default_work_root(address.display()))
+        worker = Worker(store, spec, node, args.slots, log=log, job_path=job_path, transfer=transfer)
         return await worker.run()
     finally:
+        if files is not None and files is not store:
+            await files.close()
         await store.close()
 
 
@@ -76,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        code = 0
     sys.exit(code)
 
 

@@ -29,10 +29,12 @@ from .reconcile import ScanResult, scan
 from .runner import ItemProcess, Result
 from .store import LocalStore, Store, StoreError
 from .sweep import Sweeper
+from .transfer import CopyTransfer, TransferError
 
 HEARTBEAT = 1.0
 END_CHECK = 2.0
 LOG_TAIL = 4096
+TRANSFER_FAILED = 254  # the exit status recorded when fetching or uploading an item failed
 JOBLOG_BATCH = 64
 JOBLOG_FLUSH = 0.5
 
@@ -56,7 +58,7 @@ def valid_node_name(name: str) -> bool:
 
 class Worker:
     def __init__(self, store: Store, spec: JobSpec, node: str, slots: int,
-                 log=None, job_path: str | None = None) -> None:
+                 log=None, job_path: str | None = None, transfer: CopyTransfer | None = None) -> None:
         self.store = store
         self.spec = spec
         self.node = node
@@ -65,9 +67,12 @@ class Worker:
         self.run_id = secrets.token_hex(4)
         self.token = L.owner_token(node, self.run_id)
         self.job_path = job_path or store.root
+        self.transfer = transfer
         self.claims = Claims(store, self.token,
                              make_output_dirs=spec.transfer == "shared" and "OUTPUT_DIR" in spec.command)
-        self.sweeper = Sweeper(store, spec, node)
+        self.sweeper = Sweeper(store, spec, node, files=transfer.files if transfer else store,
+                               master_now=self.master_now)
+        self.added = 0  # items this node found in a watched directory
         self.log = log or (lambda text: print(f"ppss-worker[{node}]: {text}", file=sys.stderr, flush=True))
         self.queue: deque[Claim] = deque()
         self.running: dict[str, Running] = {}
@@ -87,6 +92,7 @@ class Worker:
         self.started = time.time()
         self.status_written = (0.0, 0.0)  # (master mtime, local monotonic) of our last heartbeat
         self.last_scan: ScanResult | None = None
+        self.last_recovery = 0.0
         self.lost_seen: set[tuple[str, str]] = set()
         self.base_env = dict(os.environb) if hasattr(os, "environb") else {}
         self.joblog_buffer: list[str] = []
@@ -121,7 +127,7 @@ class Worker:
         _, slots = self.effective()
         return NodeStatus(
             name=self.node, state=self.reported_state(), host=self.host, pid=os.getpid(),
-            run_id=self.run_id, slots=slots, done=self.done, failed=self.failed,
+            run_id=self.run_id, slots=slots, done=self.done, failed=self.failed, added=self.added,
             lost_leases=self.lost_leases,
             running=tuple(RunningItem(r.claim.lock, L.item_to_json(r.claim.item), r.slot, r.started)
                           for r in self.running.values()),
@@ -229,6 +235,7 @@ class Worker:
         except (ValueError, KeyError, TypeError):
             return
         self.done, self.failed, self.lost_leases = prev.done, prev.failed, prev.lost_leases
+        self.added = prev.added
         alive = prev.state not in FINAL_STATES and not prev.is_lost(self.spec.lease)
         if alive and prev.pid != os.getpid():
             if prev.host != self.host:
@@ -263,8 +270,16 @@ class Worker:
                 won = await self.claims.claim(candidates)
                 self.sweeper.note_busy(candidates, {c.lock for c in won})
                 if won:
+                    await self.register_watched(candidates, won)
                     self.queue.extend(won)
                     self.kick()
+                continue
+            if self.spec.watch:
+                # A watched job ends only when stopped; meanwhile recover what lost nodes left.
+                if time.monotonic() - self.last_recovery > max(END_CHECK, self.spec.lease / 2):
+                    self.last_recovery = time.monotonic()
+                    await self.end_check()
+                await self.wait_kick(HEARTBEAT)
                 continue
             # Nothing left to claim: finished once every item has a final record.
             if self.running or self.queue or self.commit_tasks():
@@ -275,6 +290,15 @@ class Worker:
                 self.kick()
                 return
             await asyncio.sleep(END_CHECK)
+
+    async def register_watched(self, candidates: list[Candidate], won: list[Claim]) -> None:
+        """Items found in a watched directory join the item list (one append file per node)."""
+        new = {c.item for c in candidates if c.lock == L.item_id(c.item) and not c.from_retry
+               and c.item in self.sweeper.watch_known}
+        mine = [c.item for c in won if c.item in new]
+        if mine:
+            await self.store.append(f"{L.ITEMS_DIR}/{L.WATCH_PREFIX}{self.node}", L.encode_chunk(mine))
+            self.added += len(mine)
 
     def commit_tasks(self) -> int:
         return sum(1 for t in self.tasks if not t.done())
@@ -312,10 +336,7 @@ class Worker:
 
     async def wait_kick(self, timeout: float) -> None:
         self.wake.clear()
-        try:
-            await asyncio.wait_for(self.wake.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(self.wake, timeout)
 
     # ---- running items ---------------------------------------------------------------------
     def free_slot(self) -> int:
@@ -325,10 +346,9 @@ class Worker:
             slot += 1
         return slot
 
-    def item_env(self, claim: Claim, slot: int) -> dict:
+    def item_env(self, claim: Claim, slot: int, item: bytes, out: str) -> dict:
         env = dict(self.base_env)
-        out = os.path.join(self.job_path, L.output_path(claim.ident))
-        env.update({b"ITEM": claim.item, b"ITEM_ID": claim.ident.encode(),
+        env.update({b"ITEM": item, b"ITEM_ID": claim.ident.encode(),
                     b"PPSS_NODE": self.node.encode(), b"PPSS_SLOT": str(slot).encode(),
                     b"PPSS_ATTEMPT": str(claim.attempt).encode(), b"OUTPUT_DIR": os.fsencode(out),
                     b"PPSS_JOB": os.fsencode(self.job_path)})
@@ -336,7 +356,8 @@ class Worker:
 
     def start(self, claim: Claim) -> None:
         slot = self.free_slot()
-        proc = ItemProcess(self.spec.command, self.item_env(claim, slot))
+        out = os.path.join(self.job_path, L.output_path(claim.ident))
+        proc = ItemProcess(self.spec.command, self.item_env(claim, slot, claim.item, out))
         self.running[claim.lock] = Running(claim, slot, time.time(), proc)
         task = asyncio.create_task(self.run_one(claim, proc))
         self.tasks.add(task)
@@ -349,12 +370,38 @@ class Worker:
         self.kick()
 
     async def run_one(self, claim: Claim, proc: ItemProcess) -> None:
-        result = await proc.run()
+        work = None
+        if self.transfer:
+            try:
+                work, local, out = await self.transfer.fetch(claim.ident, claim.item)
+                proc.env.update({b"ITEM": os.fsencode(local), b"OUTPUT_DIR": os.fsencode(out)})
+                proc.cwd = work
+            except TransferError as exc:
+                result = Result(TRANSFER_FAILED, f"ppss: {exc}\n".encode(), time.time(), 0.0)
+                proc = None
+        if proc is not None and self.interrupted:
+            self.running.pop(claim.lock, None)
+            await self.claims.release(claim)
+            return
+        if proc is not None:
+            result = await proc.run()
+            if work and result.exit_code == 0 and not self.interrupted:
+                try:
+                    await self.transfer.upload(claim.item, out)
+                except TransferError as exc:
+                    result = Result(TRANSFER_FAILED, result.output + f"ppss: {exc}\n".encode(),
+                                    result.started, result.duration, result.truncated)
         self.running.pop(claim.lock, None)
         self.kick()
         if self.interrupted:
             await self.claims.release(claim)
             return
+        if work:
+            if result.exit_code == 0:
+                self.transfer.cleanup(work)
+            else:
+                result = Result(result.exit_code, result.output + f"ppss: work directory kept: {work}\n".encode(),
+                                result.started, result.duration, result.truncated)
         await self.commit(claim, result)
 
     async def commit(self, claim: Claim, result: Result) -> None:
@@ -410,10 +457,7 @@ class Worker:
 
     async def joblog_loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self.kick_joblog.wait(), JOBLOG_FLUSH)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self.kick_joblog, JOBLOG_FLUSH)
             self.kick_joblog.clear()
             await self.flush_joblog()
 
@@ -437,6 +481,8 @@ class Worker:
             if self.interrupted and not self.tasks:
                 return EXIT_INTERRUPTED if self.interrupted == signal.SIGINT else 128 + self.interrupted
             if state == "stopped" and not self.tasks and not self.queue:
+                if self.spec.watch:  # stopping is how a watched job ends
+                    return EXIT_ITEMS_FAILED if self.failed_this_run else EXIT_OK
                 return EXIT_STOPPED
             if self.finished and not self.tasks and not self.running and not self.queue:
                 failed = self.last_scan.failed if self.last_scan else self.failed
@@ -490,6 +536,16 @@ class Worker:
         self.log(f"{self.reported_state()}: {self.done} done, {self.failed} failed on this node"
                  + (f", {self.lost_leases} late results refused" if self.lost_leases else ""))
         return code
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait for the event at most ``timeout`` seconds. (Python 3.11's wait_for can swallow a
+    cancellation that races with the event; asyncio.timeout does not.)"""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        pass
 
 
 def _pid_alive(pid: int) -> bool:

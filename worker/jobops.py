@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import posixpath
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from . import layout as L
 from .control import Control, ControlError, parse_control
 from .errors import JobError, UsageError
 from .jobspec import TRANSFERS, JobSpec
+from .sourcedir import list_source_dir  # noqa: F401  (re-exported for the console)
 from .store import Store
 
 WRITE_BATCH = 64
@@ -37,33 +37,6 @@ def split_items(data: bytes, null: bool, where: str) -> list[bytes]:
                 raise UsageError(f"{where}: line {n} holds a NUL byte, which a command cannot receive "
                                  "(use --null for NUL-separated items)")
     return items
-
-
-async def list_source_dir(store: Store, path: str, recurse: bool) -> list[bytes]:
-    """Every regular file under ``path`` on the master, as absolute paths (any bytes)."""
-    root = await store.realpath(path)
-    items: list[bytes] = []
-    pending = [root]
-    while pending:
-        batch, pending = pending[:32], pending[32:]
-        listings = await asyncio.gather(*(_scan_abs(store, d) for d in batch))
-        for directory, entries in zip(batch, listings):
-            if entries is None:
-                if directory == root:
-                    raise JobError(f"{store.where('')}: source directory {path} does not exist on the master")
-                continue
-            for e in sorted(entries, key=lambda e: e.name):
-                full = posixpath.join(directory, e.name)
-                if e.is_file:
-                    items.append(full.encode("utf-8", "surrogateescape"))
-                elif e.is_dir and recurse:
-                    pending.append(full)
-    return items
-
-
-async def _scan_abs(store: Store, directory: str):
-    # The store's paths are relative to the job root; an absolute path passes through join.
-    return await store.scandir(directory)
 
 
 async def init_job(store: Store, command: str, items: list[bytes], source_kind: str, source: str,

@@ -42,6 +42,7 @@ class NodeStatus:
     slots: int = 0
     done: int = 0
     failed: int = 0
+    added: int = 0  # items found in a watched directory
     lost_leases: int = 0
     running: tuple[RunningItem, ...] = ()
     claims: tuple[tuple[str, str], ...] = ()  # (lock, item) held but not running yet
@@ -55,7 +56,7 @@ class NodeStatus:
         data = {
             "name": self.name, "state": self.state, "host": self.host, "pid": self.pid,
             "run_id": self.run_id, "slots": self.slots, "done": self.done, "failed": self.failed,
-            "lost_leases": self.lost_leases,
+            "added": self.added, "lost_leases": self.lost_leases,
             "running": [{"lock": r.lock, "item": r.item, "slot": r.slot, "started": r.started}
                         for r in self.running],
             "claims": [{"lock": lock, "item": item} for lock, item in self.claims],
@@ -70,7 +71,7 @@ class NodeStatus:
         return cls(
             name=str(d["name"]), state=str(d.get("state", "starting")), host=str(d.get("host", "")),
             pid=int(d.get("pid", 0)), run_id=str(d.get("run_id", "")), slots=int(d.get("slots", 0)),
-            done=int(d.get("done", 0)), failed=int(d.get("failed", 0)),
+            done=int(d.get("done", 0)), failed=int(d.get("failed", 0)), added=int(d.get("added", 0)),
             lost_leases=int(d.get("lost_leases", 0)),
             running=tuple(RunningItem(r["lock"], r["item"], int(r.get("slot", 0)), float(r.get("started", 0)))
                           for r in d.get("running", ())),
@@ -105,7 +106,7 @@ class JobStatus:
 
     @property
     def total(self) -> int:
-        return self.spec.total
+        return self.spec.total + sum(n.added for n in self.nodes)
 
     @property
     def done(self) -> int:

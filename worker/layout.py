@@ -26,6 +26,7 @@ TMP_DIR = "tmp"
 
 FAILED_MARK = "failed"       # locks/ab/<lock>/failed   the attempt failed (fenced commit)
 
+WATCH_PREFIX = "watch-"      # items/watch-<node>: items a node found in a watched directory
 CHUNK_SIZE = 1000
 SHARDS = [f"{i:02x}" for i in range(256)]
 SHARDED_DIRS = (LOCKS_DIR, DONE_DIR, FAILED_DIR, LOGS_DIR)

@@ -48,13 +48,21 @@ async def _list_shards(store: Store, top: str, shards) -> dict[str, list]:
 
 
 async def iter_items(store: Store, spec: JobSpec):
-    """Every item of the job, chunk by chunk (a few chunks read ahead)."""
+    """Every item of the job, chunk by chunk (a few chunks read ahead), then watched additions."""
     step = 8
-    for start in range(0, spec.chunks, step):
-        idx = range(start, min(spec.chunks, start + step))
-        blobs = await asyncio.gather(*(store.read(L.chunk_path(i)) for i in idx))
+    paths = [L.chunk_path(i) for i in range(spec.chunks)]
+    if spec.watch:
+        names = await store.listdir(L.ITEMS_DIR) or []
+        paths += [f"{L.ITEMS_DIR}/{n}" for n in sorted(names) if n.startswith(L.WATCH_PREFIX)]
+    seen: set[bytes] | None = set() if spec.watch else None
+    for start in range(0, len(paths), step):
+        blobs = await asyncio.gather(*(store.read(p) for p in paths[start:start + step]))
         for blob in blobs:
             for item in L.decode_chunk(blob or b""):
+                if seen is not None:
+                    if item in seen:
+                        continue
+                    seen.add(item)
                 yield item
 
 

@@ -16,6 +16,7 @@ import errno
 import os
 import posixpath
 import secrets
+import shutil
 import stat as st_mod
 import time
 from dataclasses import dataclass
@@ -96,6 +97,9 @@ class Store:
     async def stat(self, rel: str) -> Entry | None: raise NotImplementedError
     async def close(self) -> None: pass
     async def realpath(self, path: str) -> str: raise NotImplementedError
+    # File transfer (copy mode): absolute paths on this store's host <-> local paths.
+    async def get_file(self, remote: str, local: str) -> None: raise NotImplementedError
+    async def put_tree(self, local_dir: str, remote_dir: str) -> int: raise NotImplementedError
 
     async def listdir(self, rel: str) -> list[str] | None:
         entries = await self.scandir(rel)
@@ -222,6 +226,25 @@ class LocalStore(Store):
     async def now(self) -> float:
         return time.time()
 
+    async def get_file(self, remote: str, local: str) -> None:
+        try:
+            shutil.copyfile(remote, local)
+        except OSError as exc:
+            raise StoreError(f"{remote}: {exc.strerror or exc}") from None
+
+    async def put_tree(self, local_dir: str, remote_dir: str) -> int:
+        count = 0
+        try:
+            for here, _dirs, files in os.walk(local_dir):
+                target = os.path.join(remote_dir, os.path.relpath(here, local_dir))
+                os.makedirs(target, exist_ok=True)
+                for name in files:
+                    shutil.copyfile(os.path.join(here, name), os.path.join(target, name))
+                    count += 1
+        except OSError as exc:
+            raise StoreError(f"{remote_dir}: {exc.strerror or exc}") from None
+        return count
+
     async def realpath(self, path: str) -> str:
         return os.path.realpath(os.path.expanduser(path))
 
@@ -263,16 +286,18 @@ class SftpStore(Store):
         self.requests = 0
 
     @classmethod
-    async def open(cls, target: SshTarget, root: str, label: str, **kw) -> "SftpStore":
+    async def open(cls, target: SshTarget, root: str, label: str, first_attempts: int | None = None,
+                   **kw) -> "SftpStore":
         store = cls(target, root, label, **kw)
-        await store._connect(first=True)
+        await store._connect(first=True, attempts=first_attempts)
         return store
 
-    async def _connect(self, first: bool = False) -> None:
-        if first:
+    async def _connect(self, first: bool = False, attempts: int | None = None) -> None:
+        if first and attempts is None:
             conn = await connect(self.target)
         else:
-            conn = await connect_with_retry(self.target, on_retry=self.on_event)
+            # Jittered backoff: many workers (re)connecting at once stay under MaxStartups.
+            conn = await connect_with_retry(self.target, attempts=attempts, on_retry=self.on_event)
         try:
             sftp = await conn.start_sftp_client(path_errors="surrogateescape")
         except asyncssh.Error as exc:
@@ -408,6 +433,29 @@ class SftpStore(Store):
         rel = path[2:] if path.startswith("~/") else ("." if path == "~" else path)
         return await self._call(path, lambda sftp: sftp.realpath(rel))
 
+    async def get_file(self, remote: str, local: str) -> None:
+        async def op(sftp):
+            try:
+                await sftp.get(remote, local)
+            except asyncssh.SFTPNoSuchFile:
+                raise StoreError(f"{self.target.label()}:{remote}: no such file") from None
+        await self._call(remote, op)
+
+    async def put_tree(self, local_dir: str, remote_dir: str) -> int:
+        files = []
+        for here, _dirs, names in os.walk(local_dir):
+            rel = os.path.relpath(here, local_dir)
+            files += [(os.path.join(here, n), posixpath.normpath(posixpath.join(remote_dir, rel, n)))
+                      for n in names]
+        dirs = sorted({posixpath.dirname(r) for _, r in files} | {remote_dir})
+
+        async def op(sftp):
+            for d in dirs:
+                await sftp.makedirs(d, exist_ok=True)
+            await asyncio.gather(*(sftp.put(loc, rem) for loc, rem in files))
+        await self._call(remote_dir, op)
+        return len(files)
+
     async def close(self) -> None:
         for fh in list(self._append_handles.values()):
             try:
@@ -429,9 +477,11 @@ class SftpStore(Store):
 
 async def open_store(address: MasterAddress, identity: str | None = None,
                      known_hosts: str | None = None, reconnect: bool = True,
-                     on_event: Callable[[str], None] | None = None) -> Store:
+                     on_event: Callable[[str], None] | None = None,
+                     first_attempts: int | None = None) -> Store:
+    """A store for the job at ``address``; ``first_attempts`` retries the first connect."""
     if address.is_local:
         return LocalStore(address.path)
     target = SshTarget(address.host, address.port, address.user, identity, known_hosts)
-    return await SftpStore.open(target, address.path, address.display(),
+    return await SftpStore.open(target, address.path, address.display(), first_attempts=first_attempts,
                                 reconnect=reconnect, on_event=on_event)

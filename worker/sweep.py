@@ -15,15 +15,24 @@ import zlib
 from . import layout as L
 from .claims import Candidate
 from .jobspec import JobSpec
+from .sourcedir import walk_files
 from .store import Store
 
 RETRY_POLL = 2.0
+WATCH_PERIOD = 3.0   # how often an idle worker lists a watched source directory
+WATCH_SETTLE = 3.0   # a new file is taken once unchanged for this long (master clock)
 
 
 class Sweeper:
-    def __init__(self, store: Store, spec: JobSpec, node: str) -> None:
+    def __init__(self, store: Store, spec: JobSpec, node: str, files: Store | None = None,
+                 master_now=None) -> None:
         self.store = store
+        self.files = files or store  # where a watched source directory lives
+        self.master_now = master_now or time.time
         self.spec = spec
+        self.watch_seen = 0.0
+        self.watch_known: set[bytes] = set()
+        self.watch_pending: dict[bytes, tuple[int, float]] = {}
         n = max(1, spec.chunks)
         start = zlib.crc32(node.encode()) % n
         self.order = [(start + i) % n for i in range(spec.chunks)]
@@ -102,4 +111,27 @@ class Sweeper:
             out += take
         if not out and self.exhausted:
             out = await self.retry_candidates(want, force=True)
+        if not out and self.exhausted and self.spec.watch:
+            out = await self.watch_candidates(want)
         return out
+
+    async def watch_candidates(self, want: int) -> list[Candidate]:
+        """New files in a watched source directory, once they stopped changing."""
+        now = time.monotonic()
+        if now - self.watch_seen < WATCH_PERIOD:
+            return []
+        self.watch_seen = now
+        master_now = self.master_now()
+        out = []
+        for path, entry in await walk_files(self.files, self.spec.source, self.spec.recurse):
+            if path in self.watch_known:
+                continue
+            signature = (entry.size, entry.mtime)
+            if self.watch_pending.get(path) == signature and master_now - entry.mtime >= WATCH_SETTLE:
+                out.append(Candidate(L.item_id(path), path))
+            else:
+                self.watch_pending[path] = signature
+        for c in out[:want]:
+            self.watch_known.add(c.item)
+            self.watch_pending.pop(c.item, None)
+        return out[:want]
