@@ -1,0 +1,128 @@
+"""What the console's screens do to a job, on top of the ``Store`` interface.
+
+Every change goes through control.yaml with the same ``worker.jobops`` functions the headless
+``ppss-console pause|resume|stop|suspend`` use, so the console and the command line agree.
+Screens talk to a ``JobAccess``; snapshot tests give them a fixed one (tests/console_data.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from worker import layout as L
+from worker.control import Control
+from worker.jobops import failed_items, set_slots, set_state, write_control_text
+from worker.store import LocalStore, Store
+
+FAILED_LIMIT = 10_000
+TAIL_BYTES = 64 * 1024
+
+
+class JobAccess:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def set_state(self, state: str, node: str | None = None) -> Control:
+        return await set_state(self.store, state, node)
+
+    async def set_slots(self, node: str, slots: int | None) -> Control:
+        return await set_slots(self.store, node, slots)
+
+    async def read_control(self) -> tuple[str, tuple | None]:
+        """control.yaml's text and its (mtime, size) stamp, consistent with each other."""
+        for _ in range(5):
+            before = await self._stamp()
+            data = await self.store.read(L.CONTROL_FILE)
+            after = await self._stamp()
+            if before == after:
+                break
+        return (data or b"").decode("utf-8", "replace"), after
+
+    async def _stamp(self) -> tuple | None:
+        entry = await self.store.stat(L.CONTROL_FILE)
+        return (entry.mtime, entry.size) if entry else None
+
+    async def write_control(self, text: str, stamp: tuple | None) -> tuple | None:
+        """Validate and save; raises ControlError if invalid or changed meanwhile. Returns the new stamp."""
+        await write_control_text(self.store, text.encode(), stamp)
+        return await self._stamp()
+
+    async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]:
+        return await failed_items(self.store, limit)
+
+    async def read_tail(self, rel: str, limit: int = TAIL_BYTES) -> tuple[str | None, int]:
+        """The last ``limit`` bytes of a file on the master, and how many bytes were skipped."""
+        entry = await self.store.stat(rel)
+        if entry is None:
+            return None, 0
+        skip = max(0, entry.size - limit)
+        data = await read_range(self.store, rel, skip, limit)
+        if data is None:
+            return None, 0
+        text = data.decode("utf-8", "replace")
+        if skip:
+            text = text.split("\n", 1)[-1]  # drop the partial first line
+        return text, skip
+
+    async def item_log(self, ident: str) -> str | None:
+        text, skip = await self.read_tail(L.log_path(ident), 256 * 1024)
+        if text is not None and skip:
+            text = f"[... first {skip} bytes not shown ...]\n" + text
+        return text
+
+    async def node_joblog(self, node: str, lines: int = 200) -> str | None:
+        text, _ = await self.read_tail(L.joblog_path(node))
+        if text is None:
+            return None
+        return format_joblog(text.splitlines()[-lines:])
+
+
+def format_joblog(lines: list[str]) -> str:
+    import time
+    out = []
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        when = time.strftime("%H:%M:%S", time.localtime(ev.get("time") or 0))
+        item = L.display_item(L.item_from_json(str(ev.get("item", ""))), 100)
+        exit_code = ev.get("exit")
+        extra = f" exit {exit_code}" if exit_code not in (None, 0) else ""
+        dur = ev.get("duration")
+        dur = f" {dur:.2f}s" if isinstance(dur, (int, float)) else ""
+        out.append(f"{when} {ev.get('event', '?'):<10}{extra}{dur}  {item}")
+        tail = str(ev.get("output_tail") or "").rstrip("\n")
+        if ev.get("event") in ("failed", "retry") and tail:
+            out.extend("    | " + t for t in tail.splitlines()[-5:])
+    return "\n".join(out)
+
+
+async def read_range(store: Store, rel: str, offset: int, size: int) -> bytes | None:
+    """Read ``size`` bytes at ``offset`` without fetching the whole file.
+
+    The Store interface has no ranged read, so this uses a LocalStore's path or an SftpStore's
+    request wrapper (``_call``, which reconnects transparently); anything else reads it all.
+    """
+    if isinstance(store, LocalStore):
+        try:
+            with open(store.path(rel), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(size)
+        except FileNotFoundError:
+            return None
+    call = getattr(store, "_call", None)
+    if call is not None:
+        import asyncssh
+
+        async def op(sftp):
+            try:
+                async with sftp.open(store.path(rel), "rb") as fh:
+                    await fh.seek(offset, os.SEEK_SET)
+                    return await fh.read(size)
+            except asyncssh.SFTPNoSuchFile:
+                return None
+        return await call(rel, op)
+    data = await store.read(rel)
+    return None if data is None else data[offset:offset + size]

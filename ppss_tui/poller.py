@@ -1,0 +1,204 @@
+"""Pollers: read the master and the nodes, build immutable snapshots, post them as messages.
+
+* The master: one ``Store`` (``worker.store.open_store``: one SSH connection with SFTP, reused,
+  reconnecting). Each poll reads job.yaml once, then the node status files, control.yaml and
+  the retry queue: work proportional to the number of nodes, never to the number of items.
+  An exact recount of the done/failed records runs now and then, in its own task.
+* Each node: one SSH connection of its own (``worker.sshconn.connect``, at most
+  ``CONNECT_LIMIT`` handshakes at once to stay under sshd's MaxStartups), kept open and reused;
+  one exec per poll (``cat /proc/loadavg /proc/meminfo``) for the load and free memory.
+
+Every loop is sequential (a poll never overlaps the previous one) and every network step has
+a timeout, so a slow or dead host only makes its own row stale. A separate publisher posts a
+snapshot every interval whatever the hosts do, so the screen never freezes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import asyncssh
+
+from worker import layout as L
+from worker.errors import ConnectError, PpssError
+from worker.jobspec import JobSpec
+from worker.jobstatus import read_job_status, read_spec
+from worker.reconcile import count_records
+from worker.sshconn import connect
+from worker.store import Store, open_store
+
+from .access import JobAccess
+from .messages import MasterReady, SnapshotReady
+from .snapshot import (CONNECTING, UNREACHABLE, UP, NodeHealth, RateMeter, build_snapshot,
+                       classify_connect_error, parse_proc)
+
+CONNECT_LIMIT = 8
+MASTER_TIMEOUT = 10.0
+NODE_TIMEOUT = 8.0
+PROBE_COMMAND = "cat /proc/loadavg /proc/meminfo"
+RECOUNT_EVERY = 600.0
+
+
+class Poller:
+    def __init__(self, cluster, post: Callable, clock: Callable[[], float] = time.time,
+                 interval: float = 1.5, node_interval: float = 3.0, recount_every: float | None = RECOUNT_EVERY,
+                 connect_limit: int = CONNECT_LIMIT, probe_nodes: bool = True) -> None:
+        self.cluster = cluster
+        self.post = post
+        self.clock = clock
+        self.interval = interval
+        self.node_interval = node_interval
+        self.recount_every = recount_every
+        self.probe_nodes = probe_nodes
+        self.connect_sem = asyncio.Semaphore(connect_limit)
+        self.job = cluster.master.display()
+        self.store: Store | None = None
+        self.spec: JobSpec | None = None
+        self.status = None
+        self.master_state = CONNECTING
+        self.master_error = ""
+        self.taken = 0.0
+        self.health: dict[str, NodeHealth] = {n.name: NodeHealth(CONNECTING) for n in cluster.nodes}
+        self.job_rate = RateMeter()
+        self.node_rates: dict[str, RateMeter] = {}
+        self.recount: tuple[int, int] | None = None
+        self.recount_at: float | None = None
+        self.conns: dict[str, asyncssh.SSHClientConnection] = {}
+        self.polls = 0
+        self._kick = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run every loop until cancelled (the app runs this as a Textual worker)."""
+        self._tasks = [asyncio.create_task(self.master_loop()), asyncio.create_task(self.publish_loop())]
+        if self.probe_nodes:
+            self._tasks += [asyncio.create_task(self.node_loop(n)) for n in self.cluster.nodes]
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in self.conns.values():
+            conn.close()
+        self.conns.clear()
+        if self.store is not None:
+            store, self.store = self.store, None
+            try:
+                await asyncio.wait_for(store.close(), 5)
+            except (asyncio.TimeoutError, OSError, asyncssh.Error):
+                pass
+
+    def kick(self) -> None:
+        """Poll the master now (after a change) instead of at the next interval."""
+        self._kick.set()
+
+    # ---- snapshots --------------------------------------------------------------------------
+    def snapshot(self):
+        return build_snapshot(self.job, self.status, self.cluster.nodes, self.health, self.job_rate,
+                              self.node_rates, self.taken, self.master_state, self.master_error,
+                              self.recount, self.recount_at)
+
+    def publish(self) -> None:
+        self.post(SnapshotReady(self.snapshot()))
+
+    async def publish_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.publish()
+
+    # ---- the master -----------------------------------------------------------------------
+    async def open_master(self) -> None:
+        m = self.cluster.master
+        self.store = await asyncio.wait_for(
+            open_store(m, self.cluster.identity, self.cluster.known_hosts), MASTER_TIMEOUT)
+        self.post(MasterReady(JobAccess(self.store)))
+
+    async def poll_master(self) -> None:
+        """One poll: job.yaml once, then status files, control.yaml and the retry queue."""
+        if self.store is None:
+            await self.open_master()
+        if self.spec is None:
+            self.spec = await asyncio.wait_for(read_spec(self.store), MASTER_TIMEOUT)
+        status = await asyncio.wait_for(read_job_status(self.store, self.spec), MASTER_TIMEOUT)
+        self.record(status, self.clock())
+
+    def record(self, status, now: float) -> None:
+        self.status, self.taken = status, now
+        self.master_state, self.master_error = UP, ""
+        self.job_rate.add(now, status.done + status.failed)
+        for n in status.nodes:
+            self.node_rates.setdefault(n.name, RateMeter()).add(now, n.done + n.failed)
+        self.polls += 1
+
+    async def master_loop(self) -> None:
+        delay = self.interval
+        recount: asyncio.Task | None = None
+        while True:
+            try:
+                await self.poll_master()
+                delay = self.interval
+            except asyncio.TimeoutError:
+                self.master_state, self.master_error = "error", f"{self.job}: no answer within {MASTER_TIMEOUT:.0f} s"
+                delay = min(30.0, delay * 2)
+            except PpssError as exc:
+                self.master_state, self.master_error = "error", str(exc)
+                if isinstance(exc, ConnectError) and self.store is None:
+                    delay = min(30.0, max(delay, 2.0) * 2)
+            except (OSError, asyncssh.Error) as exc:
+                self.master_state, self.master_error = "error", f"{self.job}: {exc}"
+                delay = min(30.0, delay * 2)
+            self.publish()
+            if (self.recount_every and self.store is not None and self.spec is not None
+                    and (recount is None or recount.done())
+                    and (self.recount_at is None or self.clock() - self.recount_at >= self.recount_every)):
+                recount = asyncio.create_task(self.do_recount())
+            self._kick.clear()
+            try:
+                await asyncio.wait_for(self._kick.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def do_recount(self) -> None:
+        """Exact done/failed from the record directories (lists them: only now and then)."""
+        self.recount_at = self.clock()
+        try:
+            self.recount = await count_records(self.store)
+        except (PpssError, OSError, asyncssh.Error):
+            pass
+
+    # ---- the nodes ------------------------------------------------------------------------
+    async def node_loop(self, spec) -> None:
+        name, target = spec.name, spec.target(self.cluster)
+        delay = self.node_interval
+        while True:
+            conn = self.conns.get(name)
+            try:
+                if conn is None:
+                    async with self.connect_sem:
+                        conn = await asyncio.wait_for(connect(target), NODE_TIMEOUT + 7)
+                    self.conns[name] = conn
+                result = await asyncio.wait_for(conn.run(PROBE_COMMAND, check=False), NODE_TIMEOUT)
+                load, free, total = parse_proc(str(result.stdout or ""))
+                self.health[name] = NodeHealth(UP, load=load, mem_free=free, mem_total=total, checked=self.clock())
+                delay = self.node_interval
+            except ConnectError as exc:
+                state, reason, fingerprint = classify_connect_error(str(exc))
+                self.health[name] = NodeHealth(state, reason, fingerprint, checked=self.clock())
+                # Host key and login problems need the operator; retry them slowly.
+                delay = 30.0 if state != UNREACHABLE else min(60.0, max(delay, 2.5) * 2)
+            except (asyncio.TimeoutError, OSError, asyncssh.Error) as exc:
+                reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else (
+                    getattr(exc, "reason", "") or str(exc) or type(exc).__name__)
+                self.health[name] = NodeHealth(UNREACHABLE, f"{spec.label()}: {reason}", checked=self.clock())
+                dropped = self.conns.pop(name, None)
+                if dropped is not None:
+                    dropped.close()
+                delay = min(60.0, max(delay, 2.5) * 2)
+            await asyncio.sleep(delay)
