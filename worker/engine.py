@@ -175,11 +175,28 @@ class Worker:
     async def heartbeat_loop(self) -> None:
         while True:
             try:
+                silent = time.monotonic() - self.status_written[1]
                 await self.poll_control()
                 await self.write_status()
+                if silent > self.spec.lease * 0.8:
+                    await self.drop_lost_claims(silent)
             except StoreError as exc:
                 self.log(str(exc))
             await asyncio.sleep(HEARTBEAT)
+
+    async def drop_lost_claims(self, silent: float) -> None:
+        """After a long silence (frozen, cut off), forget claimed-ahead items taken over meanwhile.
+        Running ones are settled by the fence when they finish."""
+        queued = list(self.queue)
+        held = await asyncio.gather(*(self.claims.holds(c) for c in queued))
+        lost = [c for c, ok in zip(queued, held) if not ok]
+        for c in lost:
+            if c in self.queue:  # the dispatcher may have started it meanwhile: the fence decides
+                self.queue.remove(c)
+        if lost:
+            self.lost_leases += len(lost)
+            self.log(f"silent for {silent:.0f} s (lease {self.spec.lease:.0f} s): {len(lost)} claimed "
+                     "items were taken over by other nodes")
 
     # ---- lost nodes -----------------------------------------------------------------------
     def live_tokens(self, nodes: list[NodeStatus]) -> set[str]:
@@ -195,7 +212,7 @@ class Worker:
         for n in nodes:
             if n.name == self.node or not n.is_lost(self.spec.lease):
                 continue
-            key = (n.name, n.run_id)
+            key = (n.name, n.run_id, n.updated)
             if key in self.lost_seen:
                 continue
             self.lost_seen.add(key)
@@ -308,13 +325,12 @@ class Worker:
         live = self.live_tokens(nodes)
         only = self.last_scan.unresolved if self.last_scan and not self.last_scan.complete else None
         result = await scan(self.store, self.spec, live, self.master_now(), only=only)
-        if only is not None and not result.unclaimed and not result.stale and not result.orphans \
-                and not result.inflight and not result.queued:
+        if only is not None and not result.unresolved and not result.queued:
             # Everything we were waiting on is resolved: confirm with a full check.
+            only = None
             result = await scan(self.store, self.spec, live, self.master_now())
         self.last_scan = result
         if only is None and result.complete:
-            self.last_scan = result
             return True
         ahead: list[Claim] = []
         if result.stale:
