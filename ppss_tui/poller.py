@@ -91,8 +91,9 @@ class Poller:
         if self.store is not None:
             store, self.store = self.store, None
             try:
-                await asyncio.wait_for(store.close(), 5)
-            except (asyncio.TimeoutError, OSError, asyncssh.Error):
+                async with asyncio.timeout(5):
+                    await store.close()
+            except (TimeoutError, OSError, asyncssh.Error):
                 pass
 
     def kick(self) -> None:
@@ -116,17 +117,18 @@ class Poller:
     # ---- the master -----------------------------------------------------------------------
     async def open_master(self) -> None:
         m = self.cluster.master
-        self.store = await asyncio.wait_for(
-            open_store(m, self.cluster.identity, self.cluster.known_hosts), MASTER_TIMEOUT)
+        async with asyncio.timeout(MASTER_TIMEOUT):
+            self.store = await open_store(m, self.cluster.identity, self.cluster.known_hosts)
         self.post(MasterReady(JobAccess(self.store)))
 
     async def poll_master(self) -> None:
         """One poll: job.yaml once, then status files, control.yaml and the retry queue."""
         if self.store is None:
             await self.open_master()
-        if self.spec is None:
-            self.spec = await asyncio.wait_for(read_spec(self.store), MASTER_TIMEOUT)
-        status = await asyncio.wait_for(read_job_status(self.store, self.spec), MASTER_TIMEOUT)
+        async with asyncio.timeout(MASTER_TIMEOUT):
+            if self.spec is None:
+                self.spec = await read_spec(self.store)
+            status = await read_job_status(self.store, self.spec)
         self.record(status, self.clock())
 
     def record(self, status, now: float) -> None:
@@ -161,8 +163,9 @@ class Poller:
                 recount = asyncio.create_task(self.do_recount())
             self._kick.clear()
             try:
-                await asyncio.wait_for(self._kick.wait(), delay)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(delay):
+                    await self._kick.wait()
+            except TimeoutError:
                 pass
 
     async def do_recount(self) -> None:
@@ -181,10 +184,11 @@ class Poller:
             conn = self.conns.get(name)
             try:
                 if conn is None:
-                    async with self.connect_sem:
-                        conn = await asyncio.wait_for(connect(target), NODE_TIMEOUT + 7)
+                    async with self.connect_sem, asyncio.timeout(NODE_TIMEOUT + 7):
+                        conn = await connect(target)
                     self.conns[name] = conn
-                result = await asyncio.wait_for(conn.run(PROBE_COMMAND, check=False), NODE_TIMEOUT)
+                async with asyncio.timeout(NODE_TIMEOUT):
+                    result = await conn.run(PROBE_COMMAND, check=False)
                 load, free, total = parse_proc(str(result.stdout or ""))
                 self.health[name] = NodeHealth(UP, load=load, mem_free=free, mem_total=total, checked=self.clock())
                 delay = self.node_interval

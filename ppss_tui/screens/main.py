@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
@@ -47,8 +48,11 @@ class MainScreen(Screen):
     # ---- rendering -------------------------------------------------------------------------
     def show(self, snap: JobSnapshot) -> None:
         now = self.app.clock()
-        self.query_one(JobSummary).show(snap, now)
-        table = self.query_one(NodeTable)
+        try:
+            summary, table = self.query_one(JobSummary), self.query_one(NodeTable)
+        except NoMatches:
+            return  # not composed yet, or being torn down as the app exits
+        summary.show(snap, now)
         table.show(snap)
         self.query_one(NodeDetail).show(snap.node(table.selected) if table.selected else None, now)
 
