@@ -65,11 +65,11 @@ class Store:
 
     async def make_root(self) -> None:
         """Create the job root and its parents (absolute, or relative to the login home)."""
-        absolute = self.root.startswith("/")
+        # Absolute paths, so mkdir does not join them to the (not yet existing) root.
+        prefix = "/" if self.root.startswith("/") else (await self.realpath("~")).rstrip("/") + "/"
         parts = [p for p in self.root.split("/") if p and p != "."]
         for i in range(1, len(parts) + 1):
-            path = "/".join(parts[:i])
-            await self.mkdir("/" + path if absolute else path)
+            await self.mkdir(prefix + "/".join(parts[:i]))
 
     async def makedirs(self, rel: str) -> None:
         parts = [p for p in rel.split("/") if p]
