@@ -391,7 +391,6 @@ class Worker:
             try:
                 work, local, out = await self.transfer.fetch(claim.ident, claim.item)
                 proc.env.update({b"ITEM": os.fsencode(local), b"OUTPUT_DIR": os.fsencode(out)})
-                proc.cwd = work
             except TransferError as exc:
                 result = Result(TRANSFER_FAILED, f"ppss: {exc}\n".encode(), time.time(), 0.0)
                 proc = None
