@@ -78,7 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("host", help="[user@]host[:port]")
     s.add_argument("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
     s.add_argument("--yes", action="store_true", help="do not ask; trust the key shown")
+
+    from .deploy import add_parsers as add_deploy_parsers
+    add_deploy_parsers(sub, _cluster_option)
+    from .demo import add_parser as add_demo_parser
+    add_demo_parser(sub)
     return p
+
+
+def _cluster_option(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: "ppss-console --cluster F deploy" and "ppss-console deploy --cluster F" both work.
+    p.add_argument("--cluster", "-c", default=argparse.SUPPRESS, help="cluster file (default ./ppss.yaml)")
 
 
 async def _open(args):
@@ -193,7 +203,13 @@ async def cmd_trust(args) -> int:
     return await trust_host(args.host, args.known_hosts, args.yes)
 
 
-COMMANDS = {"init": cmd_init, "status": cmd_status, "pause": cmd_state, "resume": cmd_state,
+async def cmd_nodes(args) -> int:
+    from .deploy import COMMANDS as NODE_COMMANDS
+    return await NODE_COMMANDS[args.cmd](args)
+
+
+COMMANDS = {"deploy": cmd_nodes, "start": cmd_nodes, "erase": cmd_nodes,
+            "init": cmd_init, "status": cmd_status, "pause": cmd_state, "resume": cmd_state,
             "stop": cmd_state, "suspend": cmd_state, "failed": cmd_failed, "trust": cmd_trust}
 
 
@@ -204,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.cmd is None:
             from .app import run_console
             code = run_console(args)
+        elif args.cmd == "demo":  # runs its own event loop (and maybe the Textual app)
+            from .demo import run_demo
+            code = run_demo(args)
         else:
             code = asyncio.run(COMMANDS[args.cmd](args))
     except PpssError as exc:

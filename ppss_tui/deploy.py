@@ -1,0 +1,428 @@
+"""``ppss-console deploy | start | erase --cluster FILE``: install, launch and remove the worker on nodes.
+
+deploy  For every node of the cluster file, in parallel (at most 8 SSH logins at once): probe the
+        account (python3, venv module, free disk, uid), ship wheels built/collected on this machine
+        (nodes need no internet), create a venv in the node's deployment directory (``dir:`` in
+        the cluster file, default ``~/.ppss``) and install the worker there; install the
+        node->master key (``node_key``) as ``master_key`` (mode 0600 from creation) and the
+        master's host key as ``known_hosts``; with ``--autostart`` add an ``@reboot`` crontab
+        line. A second run upgrades in place, or reports "up to date".
+start   Launch the deployed worker on every node, detached from the SSH session, with the node's
+        name and slots from the cluster file. A node already running a worker for the job keeps it.
+erase   Stop the workers, remove the deployment directory's ppss files and the crontab line.
+
+One result line per node. Exit status: 0 every node succeeded; 2 usage error (cluster file,
+missing key file, erase not confirmed); 3 at least one node could not be reached (connection,
+host key, login); 6 otherwise, at least one node failed (root account refused, python3/venv/disk
+missing, installation or start failed, --autostart impossible).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import asyncssh
+
+from worker.errors import EXIT_CONNECT, EXIT_OK, ConnectError, PpssError, UsageError
+from worker.sshconn import SshTarget, connect, known_host_keys
+
+from .clusterfile import Cluster, NodeSpec, load_cluster
+from .remote import (DEFAULT_DIR, autostart_script, erase_script, install_script, launcher, parse_kv,
+                     probe_script, run_script, start_script)
+from .trust import known_hosts_entry
+from .wheels import MIN_PYTHON, PyTarget, WheelError, WheelSets, target_from_probe, wheel_name_version
+
+EXIT_NODE_FAILED = 6
+MAX_PARALLEL = 8  # concurrent SSH logins: stay under sshd's MaxStartups (default 10:30:100)
+MIN_FREE_MB = 200  # a venv with pip, cryptography and the wheels takes about 100 MB
+
+OK, UNREACHABLE, FAILED = "ok", "unreachable", "failed"
+
+
+class NodeFailure(Exception):
+    """This node cannot be deployed/started; the message says why, in one line."""
+
+
+@dataclass
+class NodeResult:
+    node: NodeSpec
+    outcome: str  # ok / unreachable / failed
+    word: str  # installed, upgraded, up to date, started, running, erased, UNREACHABLE, FAILED...
+    detail: str
+
+
+def job_hash(master_url: str) -> str:
+    return hashlib.sha256(master_url.encode()).hexdigest()[:10]
+
+
+def dir_spec(node: NodeSpec) -> str:
+    return node.dir or DEFAULT_DIR
+
+
+# ---- the common frame: every node in parallel, one line each --------------------------------
+
+class Reporter:
+    def __init__(self, nodes: tuple[NodeSpec, ...], out=None) -> None:
+        self.width = max((len(n.name) for n in nodes), default=4)
+        self.out = out or sys.stdout
+
+    def line(self, r: NodeResult) -> None:
+        print(f"{r.node.name:<{self.width}}  {r.word:<11} {r.detail}".rstrip(), file=self.out, flush=True)
+
+
+async def for_each_node(cluster: Cluster, action, verb: str, out=None) -> int:
+    """Run ``action(conn, node) -> (word, detail)`` on every node; print a line per node; exit code."""
+    nodes = cluster.nodes
+    reporter = Reporter(nodes, out)
+    gate = asyncio.Semaphore(MAX_PARALLEL)
+
+    async def one(node: NodeSpec) -> NodeResult:
+        try:
+            async with gate:
+                conn = await connect(node.target(cluster))
+            try:
+                word, detail = await action(conn, node)
+                result = NodeResult(node, OK, word, detail)
+            finally:
+                conn.close()
+        except ConnectError as exc:
+            result = NodeResult(node, UNREACHABLE, "UNREACHABLE", str(exc))
+        except NodeFailure as exc:
+            result = NodeResult(node, FAILED, "FAILED", str(exc))
+        except PpssError as exc:  # WheelError and the like: this node only
+            result = NodeResult(node, FAILED, "FAILED", str(exc))
+        except (asyncssh.Error, OSError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+            result = NodeResult(node, UNREACHABLE, "UNREACHABLE", f"{node.label()}: connection lost: {reason}")
+        except asyncio.TimeoutError:
+            result = NodeResult(node, FAILED, "FAILED", "timed out")
+        reporter.line(result)
+        return result
+
+    results = await asyncio.gather(*(one(n) for n in nodes))
+    counts = {k: sum(1 for r in results if r.outcome == k) for k in (OK, UNREACHABLE, FAILED)}
+    summary = f"{verb}: {counts[OK]} of {len(results)} nodes ok"
+    if counts[UNREACHABLE]:
+        summary += f", {counts[UNREACHABLE]} unreachable"
+    if counts[FAILED]:
+        summary += f", {counts[FAILED]} failed"
+    print(summary, file=reporter.out, flush=True)
+    if counts[UNREACHABLE]:
+        return EXIT_CONNECT
+    if counts[FAILED]:
+        return EXIT_NODE_FAILED
+    return EXIT_OK
+
+
+def load_for_nodes(args) -> Cluster:
+    cluster = load_cluster(args.cluster)
+    if not cluster.nodes:
+        raise UsageError(f"{cluster.path}: no nodes listed (nodes: [user@host[:port], ...])")
+    return cluster
+
+
+# ---- deploy -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Payload:
+    """What every node gets besides the wheels: key, master host key lines, launcher inputs."""
+
+    node_key: bytes | None
+    master_known_hosts: str | None
+    master_url: str
+    job_hash: str
+
+
+def read_payload(cluster: Cluster) -> Payload:
+    key = None
+    if cluster.node_key:
+        try:
+            with open(cluster.node_key, "rb") as fh:
+                key = fh.read()
+        except OSError as exc:
+            raise UsageError(f"node_key {cluster.node_key}: {exc.strerror}") from None
+        try:
+            asyncssh.import_private_key(key)
+        except (asyncssh.KeyImportError, ValueError):
+            raise UsageError(f"node_key {cluster.node_key}: not an unencrypted private key "
+                             "(nodes must use it unattended)") from None
+    lines = None
+    master = cluster.master
+    if not master.is_local:
+        target = SshTarget(master.host, master.port, master.user, None, cluster.known_hosts)
+        keys = known_host_keys(target)
+        if not keys:
+            where = cluster.known_hosts or "~/.ssh/known_hosts"
+            port = f":{master.port}" if master.port else ""
+            raise ConnectError(f"the master's host key is not in {where}: nodes could not verify it. "
+                               f"Run first: ppss-console trust {master.host}{port}")
+        lines = "".join(known_hosts_entry(master.host, master.port or 22, k) for k in keys)
+    return Payload(key, lines, cluster.master_url, job_hash(cluster.master_url))
+
+
+def missing_on_node(info: dict[str, str], allow_root: bool, user: str | None) -> list[str]:
+    problems = []
+    if not allow_root and (info.get("uid") == "0" or (user or info.get("user")) == "root"):
+        problems.append("refused: this is a root account (uid 0); deploy to an unprivileged account, "
+                        "or pass --allow-root")
+        return problems
+    if not info.get("python3"):
+        problems.append("no python3 on the login PATH (install Python "
+                        f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer)")
+    elif not info.get("py_version"):
+        problems.append(f"{info['python3']} does not run")
+    else:
+        version = tuple(int(x) for x in info["py_version"].split("."))
+        if version < MIN_PYTHON:
+            problems.append(f"python3 is {info['py_version']}; ppss needs {MIN_PYTHON[0]}.{MIN_PYTHON[1]} "
+                            "or newer")
+        elif info.get("py_venv") != "yes" and not info.get("venv_ok") == "yes":
+            problems.append("no venv module: python3 -m venv needs ensurepip "
+                            "(Debian/Ubuntu: apt install python3-venv)")
+    free = info.get("free_kb", "")
+    if free.isdigit() and not info.get("venv_version") and int(free) < MIN_FREE_MB * 1024:
+        problems.append(f"not enough disk: {int(free) // 1024} MB free for {info.get('dir')} "
+                        f"(need about {MIN_FREE_MB} MB)")
+    return problems
+
+
+async def put_file(sftp: asyncssh.SFTPClient, path: str, data: bytes, mode: int) -> None:
+    """Write ``path`` atomically; the file has ``mode`` from the moment it exists."""
+    tmp = f"{path}.tmp"
+    try:
+        await sftp.remove(tmp)
+    except asyncssh.SFTPNoSuchFile:
+        pass
+    async with sftp.open(tmp, "wb", attrs=asyncssh.SFTPAttrs(permissions=mode)) as fh:
+        await fh.write(data)
+    await sftp.chmod(tmp, mode)
+    await sftp.posix_rename(tmp, path)
+
+
+async def upload_wheels(sftp: asyncssh.SFTPClient, wdir: str, files) -> int:
+    try:
+        present = {e.filename: e.attrs.size for e in await sftp.readdir(wdir)}
+    except asyncssh.SFTPNoSuchFile:
+        await sftp.mkdir(wdir, asyncssh.SFTPAttrs(permissions=0o700))
+        present = {}
+    wanted = {p.name for p in files}
+    sent = 0
+    for p in files:
+        if present.get(p.name) != p.stat().st_size:
+            await sftp.put(str(p), f"{wdir}/{p.name}.part")
+            await sftp.posix_rename(f"{wdir}/{p.name}.part", f"{wdir}/{p.name}")
+            sent += 1
+    for name in present:
+        if name not in wanted and name not in (".", ".."):
+            await sftp.remove(f"{wdir}/{name}")
+    return sent
+
+
+def needs_install(info: dict[str, str], wanted: dict[str, str]) -> bool:
+    if info.get("venv_ok") != "yes":
+        return True
+    have = dict(p.split("==", 1) for p in info.get("venv_pkgs", "").split() if "==" in p)
+    return any(have.get(name) != version for name, version in wanted.items())
+
+
+async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, wheelsets: WheelSets,
+                      autostart: bool, allow_root: bool) -> tuple[str, str]:
+    code, out, err = await run_script(conn, probe_script(dir_spec(node)))
+    info = parse_kv(out)
+    if "dir" not in info:
+        last = (err or out).strip().splitlines()
+        raise NodeFailure(f"probe failed (exit {code}): {last[-1] if last else 'no output'}")
+    problems = missing_on_node(info, allow_root, node.user)
+    if problems:
+        raise NodeFailure("; ".join(problems))
+    target: PyTarget = target_from_probe(info)
+    wheelset = await wheelsets.get(target)
+    d = info["dir"]
+    if "'" in d or "\n" in d:
+        raise NodeFailure(f"deployment directory {d!r}: quotes and newlines are not supported")
+    recreate = bool(info.get("venv_version")) and info.get("venv_version") != info.get("py_version")
+    wanted = wheelset.versions()
+    install = recreate or needs_install(info, wanted)
+
+    async with conn.start_sftp_client() as sftp:
+        await sftp.makedirs(d, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
+        await sftp.chmod(d, 0o700)
+        if install:
+            await upload_wheels(sftp, f"{d}/wheels", wheelset.files)
+        if payload.node_key is not None:
+            await put_file(sftp, f"{d}/master_key", payload.node_key, 0o600)
+        if payload.master_known_hosts is not None:
+            await put_file(sftp, f"{d}/known_hosts", payload.master_known_hosts.encode(), 0o600)
+        text = launcher(payload.master_url, node.name, node.slots, payload.job_hash,
+                        payload.node_key is not None, payload.master_known_hosts is not None)
+        await put_file(sftp, f"{d}/worker-{payload.job_hash}.sh", text.encode(), 0o700)
+        marker = {"ppss": wheelset.ppss_version, "master": payload.master_url, "node": node.name,
+                  "deployed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        await put_file(sftp, f"{d}/.ppss-deploy", (json.dumps(marker) + "\n").encode(), 0o600)
+
+    old = dict(p.split("==", 1) for p in info.get("venv_pkgs", "").split() if "==" in p).get("ppss")
+    if install:
+        force = info.get("venv_ok") == "no" and not recreate
+        code, out, err = await run_script(conn, install_script(
+            d, info["python3"], [p.name for p in wheelset.files], recreate, force))
+        result = parse_kv(out)
+        if result.get("install") != "ok":
+            last = (err or out).strip().splitlines()
+            raise NodeFailure(result.get("error") or (last[-1] if last else f"install failed (exit {code})"))
+    where = f"{d}, python {info['py_version']}"
+    if not install:
+        word, detail = "up to date", f"ppss {wheelset.ppss_version} in {where}"
+    elif old and old != wheelset.ppss_version:
+        word, detail = "upgraded", f"ppss {old} -> {wheelset.ppss_version} in {where}"
+    elif old:
+        word, detail = "repaired", f"ppss {wheelset.ppss_version} reinstalled in {where}"
+    else:
+        mb = wheelset.size() / 1e6
+        word, detail = "installed", f"ppss {wheelset.ppss_version} in {where}, {len(wheelset.files)} wheels ({mb:.1f} MB)"
+    if payload.node_key is None and not cluster.master.is_local:
+        detail += "; no node_key in the cluster file: the worker uses the account's own SSH keys"
+    if autostart:
+        code, out, err = await run_script(conn, autostart_script(d, payload.job_hash))
+        cron = parse_kv(out).get("cron", "failed")
+        if cron == "missing":
+            raise NodeFailure(f"{word} ({detail}), but --autostart is NOT set up: no crontab command on "
+                              "this node (install cron, or start workers with ppss-console start)")
+        if cron == "failed":
+            raise NodeFailure(f"{word} ({detail}), but --autostart failed: crontab refused the new line")
+        detail += "; autostart @reboot " + ("already set" if cron == "present" else "added")
+    return word, detail
+
+
+async def cmd_deploy(args) -> int:
+    cluster = load_for_nodes(args)
+    payload = read_payload(cluster)
+    wheelsets = WheelSets()
+
+    async def action(conn, node):
+        return await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart, args.allow_root)
+
+    return await for_each_node(cluster, action, "deploy")
+
+
+# ---- start ------------------------------------------------------------------------------------
+
+async def start_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload) -> tuple[str, str]:
+    text = launcher(payload.master_url, node.name, node.slots, payload.job_hash,
+                    payload.node_key is not None, payload.master_known_hosts is not None)
+    code, out, err = await run_script(conn, start_script(dir_spec(node), payload.job_hash, text), timeout=60)
+    info = parse_kv(out)
+    log = f"{dir_spec(node)}/worker-{payload.job_hash}.log"
+    if "notdeployed" in info:
+        raise NodeFailure(f"not deployed in {info['notdeployed']}: run ppss-console deploy first")
+    if "running" in info:
+        return "running", f"already running (pid {info['running']}); not started again"
+    if "started" in info:
+        slots = f", {node.slots} slots" if node.slots else ""
+        return "started", f"pid {info['started']} as node {node.name}{slots}; log {log}"
+    if "exited" in info:
+        last = info["exited"].strip()
+        if "finished:" in last:
+            return "finished", f"nothing to do: the job is finished ({last})"
+        raise NodeFailure(f"the worker exited at once: {last or '(no output)'} (log {log})")
+    raise NodeFailure(f"start failed (exit {code}): {(err or out).strip()[-300:]}")
+
+
+async def cmd_start(args) -> int:
+    cluster = load_for_nodes(args)
+    payload = start_payload(cluster)
+
+    async def action(conn, node):
+        return await start_node(conn, node, cluster, payload)
+
+    return await for_each_node(cluster, action, "start")
+
+
+def start_payload(cluster: Cluster) -> Payload:
+    """The launcher's inputs as deploy installed them (the key itself is not needed to start)."""
+    return Payload(b"" if cluster.node_key else None, None if cluster.master.is_local else "",
+                   cluster.master_url, job_hash(cluster.master_url))
+
+
+# ---- erase ------------------------------------------------------------------------------------
+
+async def erase_node(conn, node: NodeSpec) -> tuple[str, str]:
+    code, out, err = await run_script(conn, erase_script(dir_spec(node)), timeout=60)
+    info = parse_kv(out)
+    if "dir" not in info:
+        raise NodeFailure(f"erase failed (exit {code}): {(err or out).strip()[-300:]}")
+    if "nothing" in info:
+        return "nothing", f"no ppss deployment in {info['dir']}"
+    parts = []
+    if info.get("stopped"):
+        parts.append(f"stopped worker pid{info['stopped']}")
+    if info.get("killed"):
+        parts.append(f"killed pid{info['killed']} (did not stop within 15 s)")
+    if info.get("cron") == "removed":
+        parts.append("removed the @reboot crontab line")
+    if "removed" in info:
+        parts.append(f"removed {info['dir']}")
+    else:
+        parts.append(f"removed the ppss files; kept {info['dir']} (holds other files: {info.get('kept', '').strip()})")
+    return "erased", "; ".join(parts)
+
+
+def confirm(cluster: Cluster, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("erase: not a terminal; run again with --yes to confirm")
+    names = ", ".join(n.name for n in cluster.nodes[:8]) + (" ..." if len(cluster.nodes) > 8 else "")
+    answer = input(f"Stop the workers and remove the ppss deployment (venv, keys, logs, autostart) from "
+                   f"{len(cluster.nodes)} nodes ({names})? [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise UsageError("erase: not confirmed; nothing changed")
+
+
+async def cmd_erase(args) -> int:
+    cluster = load_for_nodes(args)
+    confirm(cluster, args.yes)
+
+    async def action(conn, node):
+        return await erase_node(conn, node)
+
+    return await for_each_node(cluster, action, "erase")
+
+
+COMMANDS = {"deploy": cmd_deploy, "start": cmd_start, "erase": cmd_erase}
+
+
+EPILOG = __doc__[__doc__.index("One result line per node."):]
+
+
+def add_parsers(sub, cluster_option) -> None:
+    import argparse
+    fmt = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
+    s = sub.add_parser("deploy", help="install the worker on every node of the cluster file (over SSH)",
+                       description="Install the worker on every node of the cluster file, over SSH/SFTP, "
+                                   "from wheels prepared on this machine (nodes need no internet).", **fmt)
+    cluster_option(s)
+    s.add_argument("--autostart", action="store_true", help="also add an @reboot crontab line on each node")
+    s.add_argument("--allow-root", action="store_true", help="deploy to root accounts too (refused by default)")
+    s = sub.add_parser("start", help="start the deployed worker on every node (detached)",
+                       description="Start the deployed worker on every node, detached, unless one already "
+                                   "runs for the job.", **fmt)
+    cluster_option(s)
+    s = sub.add_parser("erase", help="stop workers and remove the deployment from every node",
+                       description="Stop the workers and remove the ppss deployment (venv, keys, logs, "
+                                   "autostart line) from every node.", **fmt)
+    cluster_option(s)
+    s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+
+def run(args) -> int:
+    return asyncio.run(COMMANDS[args.cmd](args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit("use: ppss-console deploy|start|erase --cluster FILE")
