@@ -77,12 +77,13 @@ class PpssConsole(App):
         if isinstance(self.screen, HelpScreen):
             return
         keys = []
-        for key, active in self.active_bindings.items():
+        for active in self.active_bindings.values():
             b = active.binding
-            if b.action in ("help",):
-                continue
-            keys.append((self.get_key_display(b), b.description or b.action, b.id or ""))
-        keys.append(("?", "this help", "help"))
+            if not b.id or b.action == "help":
+                continue  # only our own bindings: widget and system keys are not remappable here
+            keys.append((self.get_key_display(b), b.description or b.action, b.id))
+        keys.append((self.get_key_display(Binding("question_mark", "help")), "this help", "help"))
+        keys.append(("↑ ↓ pgup pgdn", "select a node", ""))
         self.push_screen(HelpScreen(keys))
 
 

@@ -15,8 +15,8 @@ COLUMNS = (("name", "Node"), ("host", "Host"), ("conn", "Connection"), ("state",
 
 def row_cells(row: NodeRow) -> tuple:
     conn_text = F.conn(row)
-    if len(conn_text) > 30:
-        conn_text = conn_text[:29] + "…"
+    if len(conn_text) > 26:
+        conn_text = conn_text[:25] + "…"
     return (
         Text(row.name, "bold"),
         Text(row.host, "dim"),
@@ -29,7 +29,7 @@ def row_cells(row: NodeRow) -> tuple:
         F.age(row.heartbeat_age).replace(" ago", ""),
         F.load(row.load),
         F.memory(row.mem_free, row.mem_total),
-        F.current(row, 32),
+        F.current(row, 26),
     )
 
 

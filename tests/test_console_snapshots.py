@@ -1,0 +1,68 @@
+"""SVG snapshot tests of the console's screens, from fixed data (tests/console_data.py), with a
+frozen clock, no pollers and a fixed terminal size. Update with --snapshot-update after a
+deliberate change, and look at the SVGs under tests/__snapshots__/ before committing them."""
+
+from __future__ import annotations
+
+from console_data import NOW, FakeAccess, cluster, snapshot
+from ppss_tui.app import PpssConsole
+
+SIZE = (160, 45)
+
+
+def make_app() -> PpssConsole:
+    return PpssConsole(cluster(), clock=lambda: NOW, poll=False, snapshot=snapshot(), access=FakeAccess())
+
+
+async def _settle(pilot) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_main_screen(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=_settle)
+
+
+def test_main_screen_selected_unreachable_node(snap_compare):
+    async def select(pilot):
+        await pilot.press("down", "down", "down", "down")  # node5: host key changed
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=select)
+
+
+def test_failed_view(snap_compare):
+    async def open_failed(pilot):
+        await pilot.press("f")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=open_failed)
+
+
+def test_editor(snap_compare):
+    async def open_editor(pilot):
+        await pilot.press("e")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=open_editor)
+
+
+def test_editor_invalid(snap_compare):
+    async def break_it(pilot):
+        await pilot.press("e")
+        await _settle(pilot)
+        pilot.app.screen.query_one("#editor").text = "state: sideways\nnodes: {}\n"
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=break_it)
+
+
+def test_help(snap_compare):
+    async def open_help(pilot):
+        await pilot.press("question_mark")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=open_help)
+
+
+def test_stop_confirm(snap_compare):
+    async def ask(pilot):
+        await pilot.press("s")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=ask)
