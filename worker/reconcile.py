@@ -73,58 +73,99 @@ async def count_records(store: Store) -> tuple[int, int]:
     return count(done), count(failed)
 
 
+SHARD_BATCH = 16  # shards listed at once: bounds memory to a few shards' listings
+
+
 async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: float,
                only: dict[str, bytes] | None = None, repair: bool = True) -> ScanResult:
-    """Check every item (or just ``only``: id -> item) and sort the unfinished ones."""
+    """Check every item (or just ``only``: id -> item) and sort the unfinished ones.
+
+    Memory stays small for a million items: shards are listed a few at a time and only counts
+    and the unfinished locks are kept. The item list is read only when something is unfinished,
+    and the set of every locked id is built only when some item may have no lock at all.
+    """
     shards = L.SHARDS if only is None else sorted({L.shard(i) for i in only})
-    done_l, failed_l, locks_l, retry = await asyncio.gather(
-        _list_shards(store, L.DONE_DIR, shards), _list_shards(store, L.FAILED_DIR, shards),
-        _list_shards(store, L.LOCKS_DIR, shards), store.listdir(L.RETRY_DIR))
-    done_ids = {e.name for es in done_l.values() for e in es}
-    failed_ids = {e.name for es in failed_l.values() for e in es}
-    locks: dict[str, list] = {}
-    for es in locks_l.values():
-        for e in es:
-            ident, attempt = L.parse_lock_name(e.name)
-            locks.setdefault(ident, []).append((attempt, e))
-    lock_names = {e.name for es in locks_l.values() for e in es}
+    retry = await store.listdir(L.RETRY_DIR)
     retry_names = [n for n in retry or () if ".tmp-" not in n]
-    # An entry whose lock exists was claimed by a node that died before removing it.
-    stale_entries = [n for n in retry_names if n in lock_names]
-    retry_ids = {L.parse_lock_name(n)[0] for n in retry_names if n not in lock_names}
     result = ScanResult()
-    todo: list[tuple[str, bytes]] = []
+    pending: dict[str, tuple[int, object]] = {}  # id -> newest (attempt, lock entry), unfinished
+    locked = 0                                    # distinct ids with a lock
+    lock_names: set[str] = set()                  # names of unfinished locks (for retry entries)
+    finals_only: set[str] = set()                 # with `only`: those that have a record
+    for start in range(0, len(shards), SHARD_BATCH):
+        batch = shards[start:start + SHARD_BATCH]
+        done_l, failed_l, locks_l = await asyncio.gather(
+            _list_shards(store, L.DONE_DIR, batch), _list_shards(store, L.FAILED_DIR, batch),
+            _list_shards(store, L.LOCKS_DIR, batch))
+        for shard in batch:
+            final = {e.name for e in done_l[shard]} | {e.name for e in failed_l[shard]}
+            newest: dict[str, tuple[int, object]] = {}
+            for e in locks_l[shard]:
+                ident, attempt = L.parse_lock_name(e.name)
+                if ident not in newest or attempt > newest[ident][0]:
+                    newest[ident] = (attempt, e)
+            if only is not None:
+                final &= only.keys()
+                finals_only |= final
+                newest = {i: v for i, v in newest.items() if i in only}
+            result.done += len({e.name for e in done_l[shard]} & final)
+            result.failed += len({e.name for e in failed_l[shard]} & final)
+            locked += len(newest)
+            for ident, value in newest.items():
+                if ident not in final:
+                    pending[ident] = value
+                    lock_names.add(value[1].name)
+    # A retry entry whose lock exists was claimed by a node that died before removing it.
+    queued_ids = {L.parse_lock_name(n)[0] for n in retry_names if n not in lock_names}
+    stale_entries = [n for n in retry_names if n in lock_names]
+    total = len(only) if only is not None else spec.total
+    result.total = total
+    unclaimed_possible = locked + len(queued_ids - pending.keys()) < total or spec.watch
+    if only is None and not pending and not unclaimed_possible:
+        return result  # every item has a record: nothing to read
+    all_locked: set[bytes] | None = None
+    if unclaimed_possible and only is None:
+        all_locked = set()
+        for start in range(0, len(shards), SHARD_BATCH):
+            lists = await asyncio.gather(*(store.listdir(f"{L.LOCKS_DIR}/{s}")
+                                           for s in shards[start:start + SHARD_BATCH]))
+            for names in lists:
+                all_locked.update(bytes.fromhex(L.parse_lock_name(n)[0]) for n in names or ()
+                                  if _is_id(n))
+    # One pass over the item list finds the bytes of the unfinished items.
+    items_of: dict[str, bytes] = {}
+    counted = 0
 
     async def items():
         if only is not None:
-            for ident, item in only.items():
-                yield ident, item
+            for pair in only.items():
+                yield pair
         else:
             async for item in iter_items(store, spec):
                 yield L.item_id(item), item
 
     async for ident, item in items():
-        result.total += 1
-        if ident in done_ids:
-            result.done += 1
-        elif ident in failed_ids:
-            result.failed += 1
-        elif ident in retry_ids:
-            result.queued += 1
-        elif ident not in locks:
+        counted += 1
+        if ident in pending:
+            items_of[ident] = item
+        elif ident in queued_ids:
+            continue
+        elif all_locked is not None and bytes.fromhex(ident) not in all_locked:
             result.unclaimed.append(Candidate(ident, item))
-        else:
-            todo.append((ident, item))
-    # Look inside the newest lock of each item that is neither recorded nor queued.
-    newest = {ident: max(locks[ident], key=lambda pair: pair[0]) for ident, _ in todo}
-    contents = await asyncio.gather(*(store.listdir(L.lock_path(newest[i][1].name)) for i, _ in todo))
+    if spec.watch and only is None:
+        result.total = counted
+    result.queued = len(queued_ids - pending.keys())
+    todo = [(ident, items_of[ident]) for ident in pending if ident in items_of]
+    contents = await asyncio.gather(*(store.listdir(L.lock_path(pending[i][1].name)) for i, _ in todo))
     repairs = []
     for (ident, item), names in zip(todo, contents):
-        attempt, entry = newest[ident]
+        attempt, entry = pending[ident]
         lock = entry.name
         names = names or []
         if L.FAILED_MARK in names:
-            if attempt <= spec.retries:
+            if any(L.parse_lock_name(n) == (ident, attempt + 1) for n in retry_names):
+                result.queued += 1
+            elif attempt <= spec.retries:
                 result.queued += 1
                 repairs.append(store.write(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item))
             else:
@@ -141,13 +182,22 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
             elif master_now - entry.mtime > spec.lease:
                 result.orphans.append((lock, item))
             else:
-                result.inflight[ident] = item  # being claimed right now
-    if only is None:
+                result.inflight[ident] = item  # being claimed right now, or just finished
+    if only is not None:
+        # Items we were waiting on that now have neither lock, record nor retry entry.
+        settled = pending.keys() | queued_ids | finals_only
+        result.unclaimed += [Candidate(i, item) for i, item in only.items() if i not in settled]
+    else:
         repairs += [store.remove(f"{L.RETRY_DIR}/{n}") for n in stale_entries]
     if repair and repairs:
         await asyncio.gather(*repairs)
         result.repaired = len(repairs)
     return result
+
+
+def _is_id(name: str) -> bool:
+    ident = name.split(".", 1)[0]
+    return len(ident) == 24 and all(c in "0123456789abcdef" for c in ident)
 
 
 def parse_record(blob: bytes) -> dict:
