@@ -315,11 +315,19 @@ class SshCluster:
             self.close()
             raise
 
-    def add_server(self, name: str) -> SshServer:
-        """Create and start a server, and add it to ``known_hosts``."""
+    def add_server(self, name: str, user: str | None = None,
+                   extra_config: list[str] | None = None) -> SshServer:
+        """Create and start a server, and add it to ``known_hosts``.
+
+        ``user``: the account its URL names (default: the cluster's). Another account can only
+        log in when sshd runs as root and can read that account's authorized keys: pass e.g.
+        ``extra_config=["AuthorizedKeysFile .ssh/authorized_keys"]`` (sshd reads the file as
+        that user, so the shared one in a private temp directory would not do).
+        """
         if name in self.servers:
             raise ValueError(f"server {name!r} already exists")
-        server = SshServer(name, self.base_dir / name, self.authorized_keys, self.user)
+        server = SshServer(name, self.base_dir / name, self.authorized_keys, user or self.user,
+                           extra_config)
         self.servers[name] = server
         server.start()
         self.write_known_hosts()
