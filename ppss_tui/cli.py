@@ -230,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # e.g. `ppss-console failed JOB | head`
+        code = 0
     sys.exit(code)
 
 
