@@ -8,9 +8,12 @@ from textual.widgets import DataTable, Static
 from .. import format as F
 from ..snapshot import UP, JobSnapshot, NodeRow
 
-COLUMNS = (("name", "Node"), ("host", "Host"), ("conn", "Connection"), ("state", "State"),
-           ("slots", "Slots"), ("done", "Done"), ("failed", "Failed"), ("rate", "Rate"),
-           ("beat", "Heartbeat"), ("load", "Load"), ("mem", "Mem free"), ("current", "Current item"))
+# (key, label, width): None = sized from the rows when they are added (name and host never change).
+# Fixed widths let a refresh update cells without re-measuring whole columns (200 rows).
+COLUMNS = (("name", "Node", None), ("host", "Host", None), ("conn", "Connection", 26),
+           ("state", "State", 9), ("slots", "Slots", 9), ("done", "Done", 9), ("failed", "Failed", 7),
+           ("rate", "Rate", 7), ("beat", "Heartbeat", 11), ("load", "Load", 14), ("mem", "Mem free", 14),
+           ("current", "Current item", 26))
 
 
 def row_cells(row: NodeRow) -> tuple:
@@ -40,10 +43,34 @@ class NodeTable(DataTable):
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self._shown: dict[str, tuple] = {}
         self.cell_updates = 0
+        self._cells_cache: dict[tuple, object] = {}
+
+    def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):
+        """DataTable keys its cell cache on a table-wide update counter, so one changed cell
+        re-renders every visible cell. Cache on the cell's own value instead: a refresh that
+        changes a few cells of 200 rows renders only those. (Relies on DataTable internals;
+        falls back to the stock path if they change.)"""
+        try:
+            row_key = self._row_locations.get_key(row_index) if row_index >= 0 else None
+            column_key = self._column_locations.get_key(column_index) if column_index >= 0 else None
+            value = self._data[row_key][column_key] if row_key is not None and column_key is not None else None
+        except (AttributeError, KeyError, TypeError):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (row_key, column_key, row_index, id(value), base_style, width, cursor, hover,
+               self._show_hover_cursor, self._pseudo_class_state)
+        hit = self._cells_cache.get(key)
+        if hit is None or hit[0] is not value:
+            if len(self._cells_cache) > 20_000:
+                self._cells_cache.clear()
+            hit = (value, super()._render_cell(row_index, column_index, base_style, width, cursor, hover))
+            self._cells_cache[key] = hit
+        return hit[1]
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
 
     @property
     def selected(self) -> str | None:
@@ -65,9 +92,9 @@ class NodeTable(DataTable):
             if old is None:
                 self.add_row(*cells, key=row.name)
             elif old != cells:
-                for (key, _), new, before in zip(COLUMNS, cells, old):
+                for (key, _, _), new, before in zip(COLUMNS, cells, old):
                     if new != before:
-                        self.update_cell(row.name, key, new, update_width=key != "current")
+                        self.update_cell(row.name, key, new)
                         self.cell_updates += 1
             self._shown[row.name] = cells
 

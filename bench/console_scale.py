@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""How long one console refresh takes with 200 nodes and a million items.
+
+    python3 bench/console_scale.py [--nodes 200] [--total 1000000] [--refreshes 30] [--no-ssh]
+
+Builds a fake job on a local master: ``init_job`` with a few items, then job.yaml's total set to
+a million, and one status file per node (4 running items and 2 claimed ahead each, as a busy
+worker writes them). Then, inside ``App.run_test`` (a real PpssConsole with 200 node rows), it
+times N refreshes, each after every status file was rewritten with higher counts:
+
+    poll    Poller.poll_master(): read the status files, control.yaml, retry/ (the wire part)
+    build   Poller.snapshot(): the immutable JobSnapshot with rates and ETA
+    render  app.apply_snapshot() + let Textual process and paint (rows updated in place)
+
+The poll is timed on a LocalStore and, unless --no-ssh or sshd is missing, over SFTP to a real
+sshd on 127.0.0.1 (tests/sshcluster.py) serving the same directory. Store requests per poll are
+counted to show they depend on the number of nodes, not items. Node SSH probes are off (they
+run in their own tasks and never block a refresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from ppss_tui.app import PpssConsole  # noqa: E402
+from ppss_tui.clusterfile import parse_cluster  # noqa: E402
+from ppss_tui.poller import Poller  # noqa: E402
+from worker import layout as L  # noqa: E402
+from worker.jobops import init_job  # noqa: E402
+from worker.jobspec import JobSpec  # noqa: E402
+from worker.jobstatus import NodeStatus, RunningItem  # noqa: E402
+from worker.store import LocalStore, open_store  # noqa: E402
+from worker.address import parse_address  # noqa: E402
+
+
+class Counting:
+    """Wraps a store and counts its requests."""
+
+    def __init__(self, store):
+        self._store = store
+        self.calls = 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._store, name)
+        if callable(attr) and name in ("read", "write", "scandir", "stat", "remove", "listdir", "now",
+                                       "exists", "replace", "mkdir"):
+            async def counted(*a, **kw):
+                self.calls += 1
+                return await attr(*a, **kw)
+            return counted
+        return attr
+
+
+async def make_job(root: Path, n_nodes: int, total: int) -> None:
+    store = LocalStore(str(root))
+    await init_job(store, 'true "$ITEM"', [f"item-{i}".encode() for i in range(1000)], "file", "-")
+    spec = JobSpec.from_yaml((root / L.JOB_FILE).read_bytes(), "job.yaml")
+    data = spec.to_yaml().decode().replace("total: 1000\n", f"total: {total}\n")
+    (root / L.JOB_FILE).write_text(data)
+    write_statuses(root, n_nodes, 0)
+
+
+def write_statuses(root: Path, n_nodes: int, step: int) -> None:
+    now = time.time()
+    for n in range(n_nodes):
+        name = f"node{n:03d}"
+        running = tuple(RunningItem(f"{n:02x}{s:02x}{step:06x}", f"/data/in/{name}/file-{step}-{s}.bin", s,
+                                    now - s) for s in range(4))
+        st = NodeStatus(name, "running", host=f"{name}.lan", pid=1000 + n, run_id="abcd", slots=4,
+                        done=step * 7 + n, failed=step // 10, running=running,
+                        claims=tuple((f"c{n}{k}", f"/data/in/q{k}") for k in range(2)), updated=now)
+        tmp = root / L.NODES_DIR / f".{name}.tmp"
+        tmp.write_bytes(st.to_json())
+        tmp.replace(root / L.NODES_DIR / f"{name}.json")
+
+
+def stats(values: list[float]) -> str:
+    ms = sorted(v * 1000 for v in values)
+    p95 = ms[min(len(ms) - 1, int(round(0.95 * (len(ms) - 1))))]
+    return f"mean {statistics.mean(ms):7.1f} ms   median {statistics.median(ms):7.1f}   p95 {p95:7.1f}   max {ms[-1]:7.1f}"
+
+
+async def measure(label: str, master_url: str, store, root: Path, args) -> dict:
+    nodes = "\n".join(f"  - {{name: node{n:03d}, host: node{n:03d}.lan}}" for n in range(args.nodes))
+    cluster = parse_cluster(f"master: {master_url}\nnodes:\n{nodes}\n", "bench.yaml", "/")
+    counting = Counting(store)
+    app = PpssConsole(cluster, poll=False)
+    poller = Poller(cluster, post=lambda m: None, probe_nodes=False, recount_every=None)
+    poller.store = counting
+    polls, builds, renders, requests = [], [], [], []
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        for step in range(args.refreshes + 1):
+            write_statuses(root, args.nodes, step + 1)
+            before = counting.calls
+            t0 = time.perf_counter()
+            await poller.poll_master()
+            t1 = time.perf_counter()
+            snap = poller.snapshot()
+            t2 = time.perf_counter()
+            app.apply_snapshot(snap)
+            await pilot.pause()
+            await pilot.wait_for_scheduled_animations()
+            t3 = time.perf_counter()
+            if step == 0:
+                continue  # the first refresh adds the rows and reads job.yaml
+            polls.append(t1 - t0)
+            builds.append(t2 - t1)
+            renders.append(t3 - t2)
+            requests.append(counting.calls - before)
+        table = app.screen.query_one("NodeTable")
+        assert table.row_count == args.nodes, table.row_count
+        assert app.snapshot.total == args.total
+        cell_updates = table.cell_updates
+    totals = [a + b + c for a, b, c in zip(polls, builds, renders)]
+    print(f"\n{label}: {args.nodes} nodes, total {args.total:,} items, {args.refreshes} refreshes")
+    print(f"  poll    {stats(polls)}   ({statistics.mean(requests):.0f} store requests per poll)")
+    print(f"  build   {stats(builds)}")
+    print(f"  render  {stats(renders)}   ({cell_updates / args.refreshes:.0f} cells updated per refresh)")
+    print(f"  total   {stats(totals)}")
+    return {"label": label, "total_ms_mean": statistics.mean(totals) * 1000,
+            "poll_ms_mean": statistics.mean(polls) * 1000, "render_ms_mean": statistics.mean(renders) * 1000,
+            "requests_per_poll": statistics.mean(requests)}
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--nodes", type=int, default=200)
+    p.add_argument("--total", type=int, default=1_000_000)
+    p.add_argument("--refreshes", type=int, default=30)
+    p.add_argument("--no-ssh", action="store_true", help="only the local master")
+    p.add_argument("--json", action="store_true", help="also print the summary as JSON")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ppss-console-bench-") as tmp:
+        root = Path(tmp) / "job"
+        await make_job(root, args.nodes, args.total)
+        results = [await measure("local master", str(root), LocalStore(str(root)), root, args)]
+        if not args.no_ssh:
+            from sshcluster import SshCluster, sshd_available
+            if not sshd_available():
+                print("\n(sshd not found: skipping the SFTP measurement)")
+            else:
+                cluster = SshCluster(Path(tmp) / "ssh", n_nodes=0)
+                try:
+                    url = cluster.master.url(str(root))
+                    store = await open_store(parse_address(url), str(cluster.identity), str(cluster.known_hosts))
+                    try:
+                        results.append(await measure("master over SFTP (sshd on 127.0.0.1)", url, store, root, args))
+                    finally:
+                        await store.close()
+                finally:
+                    cluster.close()
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
