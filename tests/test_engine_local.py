@@ -343,7 +343,7 @@ def test_init_nul_in_line(work: Path) -> None:
 def test_missing_job_errors(work: Path) -> None:
     missing = str(work / "nope")
     assert_one_line_error(run_worker(missing, "-n", "x", "--slots", "1"), 4, "not a ppss job")
-    for sub in ("status", "pause", "resume", "stop", "failed"):
+    for sub in ("status", "pause", "failed"):
         assert_one_line_error(console(sub, missing), 4)
     assert not os.path.exists(missing)  # pause/stop never create a job
 
@@ -354,9 +354,8 @@ def test_worker_usage_errors(work: Path) -> None:
     init(job, "--source-file", str(src), "--command", "true")
     assert_one_line_error(run_worker(str(job), "--slots", "0", "-n", "x"), 2, "--slots")
     assert_one_line_error(run_worker(str(job), "--slots", "1", "-n", "bad/name"), 2, "--node-name")
-    assert_one_line_error(run_worker("ftp://h/x", "-n", "x"), 2, "unsupported scheme")
     assert_one_line_error(run_worker("ssh://h:99999/x", "-n", "x"), 2, "bad port")
-    assert_one_line_error(console("status", "ssh://h:0/x"), 2, "bad port")
+    assert_one_line_error(console("status", "ftp://h/x"), 2, "unsupported scheme")
     # nothing ran
     st = status_json(str(job))
     assert st["done"] == 0
@@ -369,3 +368,63 @@ def test_corrupt_job_yaml_is_one_line(work: Path) -> None:
     (job / "job.yaml").write_text("command: [\n")
     assert_one_line_error(run_worker(str(job), "-n", "x", "--slots", "1"), 4, "job.yaml", "line")
     assert_one_line_error(console("status", str(job)), 4, "job.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# interrupting a worker (local master: fast)
+
+
+def _wait_file(path: Path, timeout: float = 30) -> None:
+    from ppss_helpers import wait_for
+    wait_for(path.exists, timeout, f"{path.name} to appear")
+
+
+def test_sigint_releases_claims_exit_130(work: Path) -> None:
+    from ppss_helpers import finish, start_worker
+    import signal
+    items = [f"i{i}".encode() for i in range(6)]
+    src = write_items(work / "items", items)
+    job = work / "job"
+    started = work / "started"
+    init(job, "--source-file", str(src), "--command", f'touch {started}; sleep 30; : "$ITEM"')
+    proc = start_worker(str(job), "--slots", "2", "-n", "ctrlc", cwd=work / "cwd")
+    try:
+        _wait_file(started)
+        proc.send_signal(signal.SIGINT)
+        code, _, err = finish(proc, timeout=20)  # items are terminated, not waited for (30 s)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert not [p for p in (job / L.LOCKS_DIR).glob("*/*/*") if p.name.startswith("ctrlc@")]
+    assert not list((job / L.LOCKS_DIR).glob("*/*"))  # released: the lock directories are gone
+    st = status_json(str(job))
+    assert (st["done"], st["failed"], st["running"], st["pending"]) == (0, 0, 0, 6)
+    assert st["nodes"][0]["state"] == "stopped"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a worker interrupted while an item completes successfully "
+                   "releases the claim instead of recording it, so the finished item runs again "
+                   "(engine.run_one: `if self.interrupted: release`)")
+def test_item_completing_during_shutdown_is_recorded(work: Path) -> None:
+    from ppss_helpers import finish, start_worker
+    import signal
+    src = write_items(work / "items", [b"only"])
+    job = work / "job"
+    runs, started = work / "runs", work / "started"
+    # ignores SIGTERM and completes well within the worker's grace period
+    init(job, "--source-file", str(src), "--command",
+         f"trap '' TERM; touch {started}; sleep 1; echo \"$ITEM_ID\" >> {runs}")
+    proc = start_worker(str(job), "--slots", "1", "-n", "late", cwd=work / "cwd")
+    try:
+        _wait_file(started)
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 143, err
+    assert runs.read_text().split() == [L.item_id(b"only")]  # it did complete, with exit 0
+    assert_ok(run_worker(str(job), "--slots", "1", "-n", "late", cwd=work / "cwd"))
+    assert runs.read_text().split() == [L.item_id(b"only")], "the completed item ran again"
