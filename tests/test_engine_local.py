@@ -428,3 +428,48 @@ def test_item_completing_during_shutdown_is_recorded(work: Path) -> None:
     assert runs.read_text().split() == [L.item_id(b"only")]  # it did complete, with exit 0
     assert_ok(run_worker(str(job), "--slots", "1", "-n", "late", cwd=work / "cwd"))
     assert runs.read_text().split() == [L.item_id(b"only")], "the completed item ran again"
+
+
+def test_defaults_node_name_and_slots(work: Path) -> None:
+    import socket
+    src = write_items(work / "items", [b"a", b"b"])
+    job = work / "job"
+    init(job, "--source-file", str(src), "--command", ': "$ITEM"')
+    assert_ok(run_worker(str(job), cwd=work / "cwd"))
+    (node,) = status_json(str(job))["nodes"]
+    assert node["name"] == socket.gethostname().split(".")[0]
+    assert node["slots"] == os.cpu_count()
+    assert node["state"] == "finished" and node["done"] == 2
+
+
+def test_second_live_worker_with_same_name_refused_and_stop_one_node(work: Path) -> None:
+    from ppss_helpers import finish, start_worker, wait_for
+    import signal
+    items = [f"i{i:03d}".encode() for i in range(40)]
+    src = write_items(work / "items", items)
+    job = work / "job"
+    runs = work / "runs"
+    init(job, "--source-file", str(src), "--command", f'sleep 0.2; echo "$ITEM_ID $PPSS_NODE" >> {runs}')
+    a = start_worker(str(job), "--slots", "2", "-n", "a", cwd=work / "cwd")
+    b = None
+    try:
+        wait_for(lambda: runs.exists() and len(runs.read_text().split()) >= 2, 30, "worker a running")
+        res = run_worker(str(job), "--slots", "2", "-n", "a", cwd=work / "cwd", timeout=30)
+        assert_one_line_error(res, 4, "already running")
+        b = start_worker(str(job), "--slots", "2", "-n", "b", cwd=work / "cwd")
+        assert_ok(console("stop", str(job), "--node", "a"))
+        code, _, err = finish(a, timeout=30)
+        assert code == 5, err
+        code, _, err = finish(b, timeout=60)
+        assert code == 0, err
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.communicate()
+    lines = runs.read_text().splitlines()
+    ids = [line.split()[0] for line in lines]
+    assert sorted(ids) == sorted(L.item_id(i) for i in items)  # all done, each once
+    st = {n["name"]: n for n in status_json(str(job))["nodes"]}
+    assert st["a"]["state"] == "stopped" and st["b"]["state"] == "finished"
+    assert st["a"]["done"] + st["b"]["done"] == len(items)
