@@ -8,12 +8,11 @@ Screens talk to a ``JobAccess``; snapshot tests give them a fixed one (tests/con
 from __future__ import annotations
 
 import json
-import os
 
 from worker import layout as L
 from worker.control import Control
-from worker.jobops import failed_items, set_slots, set_state, write_control_text
-from worker.store import LocalStore, Store
+from worker.jobops import control_stamp, failed_items, set_slots, set_state, write_control_text
+from worker.store import Store
 
 FAILED_LIMIT = 10_000
 TAIL_BYTES = 64 * 1024
@@ -29,24 +28,14 @@ class JobAccess:
     async def set_slots(self, node: str, slots: int | None) -> Control:
         return await set_slots(self.store, node, slots)
 
-    async def read_control(self) -> tuple[str, tuple | None]:
-        """control.yaml's text and its (mtime, size) stamp, consistent with each other."""
-        for _ in range(5):
-            before = await self._stamp()
-            data = await self.store.read(L.CONTROL_FILE)
-            after = await self._stamp()
-            if before == after:
-                break
-        return (data or b"").decode("utf-8", "replace"), after
+    async def read_control(self) -> tuple[str, str | None]:
+        """control.yaml's text and its stamp (``worker.jobops.control_stamp``)."""
+        data = await self.store.read(L.CONTROL_FILE)
+        return (data or b"").decode("utf-8", "replace"), control_stamp(data)
 
-    async def _stamp(self) -> tuple | None:
-        entry = await self.store.stat(L.CONTROL_FILE)
-        return (entry.mtime, entry.size) if entry else None
-
-    async def write_control(self, text: str, stamp: tuple | None) -> tuple | None:
+    async def write_control(self, text: str, stamp: str | None) -> str | None:
         """Validate and save; raises ControlError if invalid or changed meanwhile. Returns the new stamp."""
-        await write_control_text(self.store, text.encode(), stamp)
-        return await self._stamp()
+        return await write_control_text(self.store, text.encode(), stamp)
 
     async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]:
         return await failed_items(self.store, limit)
@@ -57,7 +46,7 @@ class JobAccess:
         if entry is None:
             return None, 0
         skip = max(0, entry.size - limit)
-        data = await read_range(self.store, rel, skip, limit)
+        data = await self.store.read_range(rel, skip, limit)
         if data is None:
             return None, 0
         text = data.decode("utf-8", "replace")
@@ -97,32 +86,3 @@ def format_joblog(lines: list[str]) -> str:
         if ev.get("event") in ("failed", "retry") and tail:
             out.extend("    | " + t for t in tail.splitlines()[-5:])
     return "\n".join(out)
-
-
-async def read_range(store: Store, rel: str, offset: int, size: int) -> bytes | None:
-    """Read ``size`` bytes at ``offset`` without fetching the whole file.
-
-    The Store interface has no ranged read, so this uses a LocalStore's path or an SftpStore's
-    request wrapper (``_call``, which reconnects transparently); anything else reads it all.
-    """
-    if isinstance(store, LocalStore):
-        try:
-            with open(store.path(rel), "rb") as fh:
-                fh.seek(offset)
-                return fh.read(size)
-        except FileNotFoundError:
-            return None
-    call = getattr(store, "_call", None)
-    if call is not None:
-        import asyncssh
-
-        async def op(sftp):
-            try:
-                async with sftp.open(store.path(rel), "rb") as fh:
-                    await fh.seek(offset, os.SEEK_SET)
-                    return await fh.read(size)
-            except asyncssh.SFTPNoSuchFile:
-                return None
-        return await call(rel, op)
-    data = await store.read(rel)
-    return None if data is None else data[offset:offset + size]

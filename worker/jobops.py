@@ -7,6 +7,7 @@ headless subcommands call the same functions, so both views always agree.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -107,15 +108,22 @@ async def set_slots(store: Store, node: str, slots: int | None) -> Control:
     return await update_control(store, lambda c: c.with_slots(node, slots))
 
 
-async def write_control_text(store: Store, text: bytes, expect_stamp: tuple | None) -> None:
-    """Save an edited control.yaml: validated first, refused if it changed meanwhile."""
+def control_stamp(data: bytes | None) -> str | None:
+    """What identifies a version of control.yaml: a hash of its bytes (None: no file).
+    (mtime and size would miss an edit of the same length within SFTP's one-second mtimes.)"""
+    return None if data is None else hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+async def write_control_text(store: Store, text: bytes, expect_stamp: str | None) -> str:
+    """Save an edited control.yaml: validated first, refused if it changed since it was read
+    (``expect_stamp`` is ``control_stamp`` of what the editor opened). Returns the new stamp."""
     parse_control(text, store.where(L.CONTROL_FILE))
-    entry = await store.stat(L.CONTROL_FILE)
-    stamp = (entry.mtime, entry.size) if entry else None
-    if expect_stamp is not None and stamp != expect_stamp:
+    current = control_stamp(await store.read(L.CONTROL_FILE))
+    if current != expect_stamp:
         raise ControlError(f"{store.where(L.CONTROL_FILE)} was changed by someone else since you "
                            "opened it; reload to see their change")
     await store.write_atomic(L.CONTROL_FILE, text)
+    return control_stamp(text)
 
 
 async def failed_items(store: Store, limit: int | None = None) -> list[dict]:

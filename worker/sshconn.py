@@ -115,7 +115,9 @@ async def connect(target: SshTarget) -> asyncssh.SSHClientConnection:
     except socket.gaierror as exc:
         raise ConnectError(f"{target.label()}: unknown host ({exc.strerror})") from None
     except OSError as exc:
-        raise ConnectError(f"{target.label()}: cannot connect: {exc.strerror or exc}") from None
+        # asyncio's message for a refused port is "Connect call failed (addr)": say it plainly.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConnectError(f"{target.label()}: cannot connect: {reason}") from None
 
 
 async def connect_with_retry(target: SshTarget, attempts: int | None = None,

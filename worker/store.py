@@ -101,6 +101,11 @@ class Store:
     async def get_file(self, remote: str, local: str) -> None: raise NotImplementedError
     async def put_tree(self, local_dir: str, remote_dir: str) -> int: raise NotImplementedError
 
+    async def read_range(self, rel: str, offset: int, size: int) -> bytes | None:
+        """``size`` bytes at ``offset`` (for log tails), without fetching the whole file."""
+        data = await self.read(rel)
+        return None if data is None else data[offset:offset + size]
+
     async def listdir(self, rel: str) -> list[str] | None:
         entries = await self.scandir(rel)
         return None if entries is None else [e.name for e in entries]
@@ -174,6 +179,16 @@ class LocalStore(Store):
         try:
             with open(self.path(rel), "rb") as fh:
                 return fh.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _os_error(self, rel, exc) from None
+
+    async def read_range(self, rel: str, offset: int, size: int) -> bytes | None:
+        try:
+            with open(self.path(rel), "rb") as fh:
+                fh.seek(offset)
+                return fh.read(size)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -254,8 +269,10 @@ class LocalStore(Store):
         self._append_fds.clear()
 
 
+# SFTPNoConnection: a request made after the channel closed (the connection just dropped).
 _LOST = (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.SFTPConnectionLost,
-         asyncssh.ChannelOpenError, BrokenPipeError, ConnectionResetError, EOFError)
+         asyncssh.SFTPNoConnection, asyncssh.ChannelOpenError, BrokenPipeError, ConnectionResetError,
+         EOFError)
 
 
 def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
@@ -391,6 +408,16 @@ class SftpStore(Store):
             try:
                 async with sftp.open(self.path(rel), "rb") as fh:
                     return await fh.read()
+            except asyncssh.SFTPNoSuchFile:
+                return None
+        return await self._call(rel, op)
+
+    async def read_range(self, rel: str, offset: int, size: int) -> bytes | None:
+        async def op(sftp):
+            try:
+                async with sftp.open(self.path(rel), "rb") as fh:
+                    await fh.seek(offset)
+                    return await fh.read(size)
             except asyncssh.SFTPNoSuchFile:
                 return None
         return await self._call(rel, op)

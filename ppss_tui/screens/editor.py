@@ -1,5 +1,5 @@
 """Edit control.yaml: validated (YAML and schema) before saving; never overwrites a change made
-meanwhile by someone else (the save carries the (mtime, size) stamp seen when it was opened)."""
+meanwhile by someone else (the save carries a hash of the text it opened, and is refused if the file differs)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class EditorScreen(Screen):
     def __init__(self, access) -> None:
         super().__init__()
         self.access = access
-        self.stamp: tuple | None = None
+        self.stamp: str | None = None
         self.saved_text = ""
         self.loaded = False
 
