@@ -514,6 +514,32 @@ def test_sftp_only_master(ssh_cluster: SshCluster, tmp_path: Path) -> None:
         server.stop()
 
 
+def test_user_ssh_config_keys_and_known_hosts(ssh_cluster: SshCluster, tmp_path: Path) -> None:
+    """Without -i/--known-hosts: ~/.ssh/config (a host alias), ~/.ssh keys and ~/.ssh/known_hosts."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_bytes(ssh_cluster.identity.read_bytes())
+    (home / ".ssh" / "id_ed25519").chmod(0o600)
+    (home / ".ssh" / "known_hosts").write_text(ssh_cluster.master.known_hosts_line() + "\n")
+    (home / ".ssh" / "config").write_text(
+        f"Host ppss-master\n  HostName 127.0.0.1\n  Port {ssh_cluster.master.port}\n  User {ssh_cluster.user}\n")
+    env = {k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"}
+    env["HOME"] = str(home)
+    url = f"ssh://ppss-master{tmp_path}/job"
+    res = subprocess.run([sys.executable, "-m", "ppss_tui", "init", url, "--source-file", "-", "--command",
+                          'printf %s "$ITEM" > "$OUTPUT_DIR/item"'], input=b"a\nb b\n", env=env,
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert_ok(run_worker(url, "-n", "cfg", "--slots", "2", env=env, cwd=tmp_path))
+    for item in (b"a", b"b b"):
+        assert (tmp_path / "job" / L.output_path(L.item_id(item)) / "item").read_bytes() == item
+    # and the user's known_hosts is really consulted: emptied, the host is unknown
+    (home / ".ssh" / "known_hosts").write_text("")
+    res = run_worker(url, "-n", "cfg", "--slots", "2", env=env, cwd=tmp_path)
+    fp = _fingerprint(ssh_cluster.master.host_key_path.with_suffix(".pub"))
+    assert_one_line_error(res, 3, "host key unknown", fp, str(home / ".ssh" / "known_hosts"))
+
+
 # ---------------------------------------------------------------------------------------------
 # SSH errors: one line, exit 3 (connect) or 4 (job)
 

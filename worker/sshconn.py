@@ -67,7 +67,8 @@ async def host_key_fingerprint(target: SshTarget) -> str | None:
     """The SHA256 fingerprint of the key the host offers now (None if it cannot be read)."""
     try:
         key = await asyncio.wait_for(
-            asyncssh.get_server_host_key(target.host, target.port or 22), CONNECT_TIMEOUT
+            # port () lets ~/.ssh/config (Host alias, HostName, Port) apply, as in connect()
+            asyncssh.get_server_host_key(target.host, target.port or ()), CONNECT_TIMEOUT
         )
     except (OSError, asyncssh.Error, asyncio.TimeoutError):
         return None
@@ -84,7 +85,7 @@ def known_host_keys(target: SshTarget) -> list:
     try:
         addr = socket.gethostbyname(target.host)
     except OSError:
-        addr = target.host
+        addr = ""  # not resolvable here (e.g. a ~/.ssh/config alias): match by name only
     host_keys, *_ = known.match(target.host, addr, target.port or 22)
     return list(host_keys)
 
