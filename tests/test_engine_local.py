@@ -404,9 +404,6 @@ def test_sigint_releases_claims_exit_130(work: Path) -> None:
     assert st["nodes"][0]["state"] == "stopped"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a worker interrupted while an item completes successfully "
-                   "releases the claim instead of recording it, so the finished item runs again "
-                   "(engine.run_one: `if self.interrupted: release`)")
 def test_item_completing_during_shutdown_is_recorded(work: Path) -> None:
     from ppss_helpers import finish, start_worker
     import signal

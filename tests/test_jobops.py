@@ -54,3 +54,15 @@ async def test_editor_save_refuses_a_concurrent_edit_of_the_same_size(store):
 async def test_init_refuses_an_existing_job(store):
     with pytest.raises(JobError, match="already exists"):
         await init_job(store, "true", [b"c"], "file", "items.txt")
+
+
+def test_sftp_requests_are_coalesced_with_this_asyncssh():
+    """The store's request coalescing rests on asyncssh internals: fail loudly if they change."""
+    import asyncssh
+
+    from worker.store import _CoalescingWriter
+
+    assert hasattr(asyncssh.sftp.SFTPHandler, "send_packet")
+    import inspect
+    assert "self._writer.write(" in inspect.getsource(asyncssh.sftp.SFTPHandler.send_packet)
+    assert _CoalescingWriter.write

@@ -75,6 +75,8 @@ class Worker:
         self.added = 0  # items this node found in a watched directory
         self.log = log or (lambda text: print(f"ppss-worker[{node}]: {text}", file=sys.stderr, flush=True))
         self.queue: deque[Claim] = deque()
+        self.committing: dict[str, Claim] = {}  # finished, result being recorded
+        self.draining = False  # nothing left to claim: waiting for the job's end
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task] = set()
         self.control = Control()
@@ -93,10 +95,16 @@ class Worker:
         self.status_written = (0.0, 0.0)  # (master mtime, local monotonic) of our last heartbeat
         self.last_scan: ScanResult | None = None
         self.last_recovery = 0.0
+        self.last_full_scan = time.monotonic()  # while others are busy: a full check per lease
+        self.job_failed = 0  # failed items of the whole job, known at the end
         self.lost_seen: set[tuple[str, str]] = set()
         self.base_env = dict(os.environb) if hasattr(os, "environb") else {}
         self.joblog_buffer: list[str] = []
         self.kick_joblog = asyncio.Event()
+        # Silent longer than half the lease (frozen, cut off, asleep): claims made before may have
+        # been taken over, so each is checked before it starts (claimed ahead: never ran yet).
+        self.last_beat = 0.0  # awake_clock() of our last heartbeat on the master
+        self.suspect: set[str] = set()
 
     # ---- state ---------------------------------------------------------------------------
     def effective(self) -> tuple[str, int]:
@@ -128,10 +136,12 @@ class Worker:
         return NodeStatus(
             name=self.node, state=self.reported_state(), host=self.host, pid=os.getpid(),
             run_id=self.run_id, slots=slots, done=self.done, failed=self.failed, added=self.added,
-            lost_leases=self.lost_leases,
+            lost_leases=self.lost_leases, draining=self.draining,
             running=tuple(RunningItem(r.claim.lock, L.item_to_json(r.claim.item), r.slot, r.started)
                           for r in self.running.values()),
-            claims=tuple((c.lock, L.item_to_json(c.item)) for c in self.queue),
+            # Claimed ahead, and finished but not yet committed: held either way.
+            claims=tuple((c.lock, L.item_to_json(c.item))
+                         for c in (*self.queue, *self.committing.values())),
             error=self.error or self.control_error, started=self.started, updated=time.time(),
             version=__version__)
 
@@ -140,12 +150,17 @@ class Worker:
         mono = time.monotonic()
         entry = await self.store.stat(L.status_path(self.node))
         if entry:
-            self.status_written = (entry.mtime, mono)
+            beat = awake_clock()
+            if self.last_beat and beat - self.last_beat > self.spec.lease / 2:
+                self.suspect |= {c.lock for c in self.queue}
+            self.status_written, self.last_beat = (entry.mtime, mono), beat
 
     async def poll_control(self) -> None:
         entry = await self.store.stat(L.CONTROL_FILE)
         stamp = (entry.mtime, entry.size) if entry else None
-        if stamp == self.control_stamp:
+        # SFTP v3 mtimes are whole seconds: a same-size edit within the same second keeps the
+        # stamp, so a file changed in the last few seconds is read again whatever its stamp.
+        if stamp == self.control_stamp and not (entry and self.master_now() - entry.mtime < 3):
             return
         data = await self.store.read(L.CONTROL_FILE)
         try:
@@ -284,6 +299,7 @@ class Worker:
                 continue
             candidates = await self.sweeper.next(want)
             if candidates:
+                self.draining = False
                 won = await self.claims.claim(candidates)
                 self.sweeper.note_busy(candidates, {c.lock for c in won})
                 if won:
@@ -302,6 +318,7 @@ class Worker:
             if self.running or self.queue or self.commit_tasks():
                 await self.wait_kick(HEARTBEAT)
                 continue
+            self.draining = True
             if await self.end_check():
                 self.finished = True
                 self.kick()
@@ -321,7 +338,25 @@ class Worker:
         return sum(1 for t in self.tasks if not t.done())
 
     async def end_check(self) -> bool:
+        """Is every item finished? If not, take what nobody will finish (lost, orphaned, dropped)."""
         nodes = await read_nodes(self.store, self.master_now())
+        others = [n for n in nodes if n.name != self.node]
+        # The nodes' counters never over-count (a commit is counted once, by the node whose fence
+        # succeeded), so when they add up to the total the job is finished: no listing needed.
+        done = self.done + sum(n.done for n in others)
+        failed = self.failed + sum(n.failed for n in others)
+        if not self.spec.watch and done + failed >= self.spec.total:
+            self.job_failed = failed
+            return True
+        # Others still sweeping or holding items may finish everything: wait for them (a full
+        # check per lease at most), unless they too have nothing left to do.
+        busy = any((n.held_locks() or not n.draining) and n.state not in FINAL_STATES
+                   for n in others if not n.is_lost(self.spec.lease))
+        if busy and time.monotonic() - self.last_full_scan < self.spec.lease:
+            return False  # others are finishing their items; lost ones are taken by lost_watch_loop
+        self.last_full_scan = time.monotonic()
+        if os.environ.get("PPSS_DEBUG"):
+            self.log(f"end check: counters {done}+{failed} of {self.spec.total}, busy={busy}; scanning")
         live = self.live_tokens(nodes)
         only = self.last_scan.unresolved if self.last_scan and not self.last_scan.complete else None
         result = await scan(self.store, self.spec, live, self.master_now(), only=only)
@@ -331,6 +366,7 @@ class Worker:
             result = await scan(self.store, self.spec, live, self.master_now())
         self.last_scan = result
         if only is None and result.complete:
+            self.job_failed = result.failed
             return True
         ahead: list[Claim] = []
         if result.stale:
@@ -375,7 +411,9 @@ class Worker:
         out = os.path.join(self.job_path, L.output_path(claim.ident))
         proc = ItemProcess(self.spec.command, self.item_env(claim, slot, claim.item, out))
         self.running[claim.lock] = Running(claim, slot, time.time(), proc)
-        task = asyncio.create_task(self.run_one(claim, proc))
+        verify = claim.lock in self.suspect or awake_clock() - self.last_beat > self.spec.lease / 2
+        self.suspect.discard(claim.lock)
+        task = asyncio.create_task(self.run_one(claim, proc, verify))
         self.tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -385,7 +423,25 @@ class Worker:
             self.fatal = task.exception()
         self.kick()
 
-    async def run_one(self, claim: Claim, proc: ItemProcess) -> None:
+    async def still_holds(self, claim: Claim) -> bool:
+        """After a long silence: be seen alive again, then check the claim is still ours."""
+        try:
+            await self.write_status()
+        except StoreError as exc:
+            self.log(str(exc))
+        if await self.claims.holds(claim):
+            return True
+        self.running.pop(claim.lock, None)
+        self.lost_leases += 1
+        self.log(f"lease lost on {L.display_item(claim.item, 60)}: not started (another node runs it)")
+        self.joblog({"event": "lost_lease", **record(claim, self.node, self.host, None, time.time(), 0.0),
+                     "not_started": True})
+        self.kick()
+        return False
+
+    async def run_one(self, claim: Claim, proc: ItemProcess, verify: bool = False) -> None:
+        if verify and not await self.still_holds(claim):
+            return
         work = None
         if self.transfer:
             try:
@@ -400,15 +456,24 @@ class Worker:
             return
         if proc is not None:
             result = await proc.run()
-            if work and result.exit_code == 0 and not self.interrupted:
+            if work and result.exit_code == 0:
                 try:
                     await self.transfer.upload(claim.item, out)
                 except TransferError as exc:
                     result = Result(TRANSFER_FAILED, result.output + f"ppss: {exc}\n".encode(),
                                     result.started, result.duration, result.truncated)
+        self.committing[claim.lock] = claim
         self.running.pop(claim.lock, None)
         self.kick()
-        if self.interrupted:
+        try:
+            await self.settle(claim, result, work, killed=proc is not None and proc.terminated)
+        finally:
+            self.committing.pop(claim.lock, None)
+
+    async def settle(self, claim: Claim, result: Result, work: str | None, killed: bool) -> None:
+        if self.interrupted and killed and result.exit_code != 0:
+            # We stopped it: give it back to run again. (One that finished despite the signal,
+            # or before it, is recorded like any other.)
             await self.claims.release(claim)
             return
         if work:
@@ -500,8 +565,7 @@ class Worker:
                     return EXIT_ITEMS_FAILED if self.failed_this_run else EXIT_OK
                 return EXIT_STOPPED
             if self.finished and not self.tasks and not self.running and not self.queue:
-                failed = self.last_scan.failed if self.last_scan else self.failed
-                return EXIT_ITEMS_FAILED if failed else EXIT_OK
+                return EXIT_ITEMS_FAILED if self.job_failed else EXIT_OK
             await self.wait_kick(HEARTBEAT)
 
     def _helper_done(self, task: asyncio.Task) -> None:
@@ -535,7 +599,7 @@ class Worker:
         try:
             code = await self.dispatch()
         except BaseException as exc:
-            for r in self.running.values():
+            for r in list(self.running.values()):  # their tasks remove them meanwhile
                 await r.proc.terminate()
             self.error = str(exc) if isinstance(exc, JobError) else ""
             raise
@@ -561,6 +625,11 @@ async def wait_event(event: asyncio.Event, timeout: float) -> None:
             await event.wait()
     except TimeoutError:
         pass
+
+
+def awake_clock() -> float:
+    """Seconds on a clock that keeps counting while the host sleeps (CLOCK_BOOTTIME on Linux)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -44,6 +44,7 @@ class NodeStatus:
     failed: int = 0
     added: int = 0  # items found in a watched directory
     lost_leases: int = 0
+    draining: bool = False  # nothing left to claim; waiting for the job's end
     running: tuple[RunningItem, ...] = ()
     claims: tuple[tuple[str, str], ...] = ()  # (lock, item) held but not running yet
     error: str = ""
@@ -56,7 +57,7 @@ class NodeStatus:
         data = {
             "name": self.name, "state": self.state, "host": self.host, "pid": self.pid,
             "run_id": self.run_id, "slots": self.slots, "done": self.done, "failed": self.failed,
-            "added": self.added, "lost_leases": self.lost_leases,
+            "added": self.added, "lost_leases": self.lost_leases, "draining": self.draining,
             "running": [{"lock": r.lock, "item": r.item, "slot": r.slot, "started": r.started}
                         for r in self.running],
             "claims": [{"lock": lock, "item": item} for lock, item in self.claims],
@@ -72,7 +73,7 @@ class NodeStatus:
             name=str(d["name"]), state=str(d.get("state", "starting")), host=str(d.get("host", "")),
             pid=int(d.get("pid", 0)), run_id=str(d.get("run_id", "")), slots=int(d.get("slots", 0)),
             done=int(d.get("done", 0)), failed=int(d.get("failed", 0)), added=int(d.get("added", 0)),
-            lost_leases=int(d.get("lost_leases", 0)),
+            lost_leases=int(d.get("lost_leases", 0)), draining=bool(d.get("draining", False)),
             running=tuple(RunningItem(r["lock"], r["item"], int(r.get("slot", 0)), float(r.get("started", 0)))
                           for r in d.get("running", ())),
             claims=tuple((c["lock"], c["item"]) for c in d.get("claims", ())),

@@ -52,6 +52,7 @@ class ItemProcess:
         self.pid: int | None = None
         self.returncode: int | None = None
         self.suspended = False
+        self.terminated = False  # we sent it SIGTERM
 
     async def run(self) -> Result:
         started = time.time()
@@ -131,6 +132,7 @@ class ItemProcess:
         """SIGTERM the item's process group, SIGKILL it after a grace period."""
         if self.pid is None or self.returncode is not None:
             return
+        self.terminated = True
         self.signal(signal.SIGTERM)
         self.resume()
         deadline = time.monotonic() + TERM_GRACE

@@ -275,6 +275,46 @@ _LOST = (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.SFTPConnect
          EOFError)
 
 
+class _CoalescingWriter:
+    """Collects the SFTP requests made in one event-loop turn into one channel write.
+
+    asyncssh sends every request as its own SSH packet (an encryption and a send() each); a
+    batch of 64 pipelined claims then costs 64 of both. Coalesced, it is one: about a third
+    less CPU per request, and fewer wake-ups of the master's sftp-server (bench/throughput).
+    """
+
+    def __init__(self, writer) -> None:
+        self._writer = writer
+        self.channel = writer.channel
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self.channel.is_closing():
+                self._writer.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
+
+
+def coalesce_requests(sftp: asyncssh.SFTPClient) -> bool:
+    """Install the coalescing writer on an SFTP client (False if asyncssh's insides changed)."""
+    handler = getattr(sftp, "_handler", None)
+    writer = getattr(handler, "_writer", None)
+    if writer is None or not hasattr(writer, "channel") or isinstance(writer, _CoalescingWriter):
+        return False
+    handler._writer = _CoalescingWriter(writer)
+    return True
+
+
 def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
     fmt = (attrs.permissions or 0) & 0o170000
     return Entry(name, fmt == 0o040000, float(attrs.mtime or 0), int(attrs.size or 0), fmt == 0o100000)
@@ -320,6 +360,7 @@ class SftpStore(Store):
         except asyncssh.Error as exc:
             conn.close()
             raise ConnectError(f"{self.target.label()}: cannot start SFTP: {exc.reason or exc}") from None
+        coalesce_requests(sftp)
         self._conn, self._sftp = conn, sftp
         self._append_handles.clear()
 

@@ -52,9 +52,11 @@ class Sweeper:
         self.swept |= {int(n) for n in swept or () if n.isdigit()}
         self.taken |= self.swept
 
-    async def _open_chunk(self, index: int) -> None:
+    async def _open_chunk(self, index: int, reverse: bool = False) -> None:
         data = await self.store.read(L.chunk_path(index)) or b""
         self.current = [Candidate(L.item_id(item), item) for item in L.decode_chunk(data)]
+        if reverse:  # helping: start from the end, away from the chunk's own sweeper
+            self.current.reverse()
         self.current_chunk = index
         self.pos = 0
 
@@ -77,7 +79,7 @@ class Sweeper:
         await self._refresh_markers()
         for index in self.order:
             if index not in self.swept:
-                await self._open_chunk(index)
+                await self._open_chunk(index, reverse=True)
                 return True
         return False
 
