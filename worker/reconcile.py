@@ -158,6 +158,7 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
     todo = [(ident, items_of[ident]) for ident in pending if ident in items_of]
     contents = await asyncio.gather(*(store.listdir(L.lock_path(pending[i][1].name)) for i, _ in todo))
     repairs = []
+    maybe_orphans: list[tuple[str, str, bytes]] = []
     for (ident, item), names in zip(todo, contents):
         attempt, entry = pending[ident]
         lock = entry.name
@@ -180,9 +181,19 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
             elif tokens:
                 result.stale.append((lock, tokens[0], item))
             elif master_now - entry.mtime > spec.lease:
-                result.orphans.append((lock, item))
+                maybe_orphans.append((ident, lock, item))
             else:
                 result.inflight[ident] = item  # being claimed right now, or just finished
+    if maybe_orphans:
+        # The lock's mtime above is from the shard listing, older than its contents: a lock
+        # emptied since (taken over then committed, or released) was modified then. Only one
+        # still unmodified for the lease lost its claimer between the two mkdirs.
+        fresh = await asyncio.gather(*(store.stat(L.lock_path(lock)) for _, lock, _ in maybe_orphans))
+        for (ident, lock, item), entry in zip(maybe_orphans, fresh):
+            if entry is not None and master_now - entry.mtime > spec.lease:
+                result.orphans.append((lock, item))
+            else:
+                result.inflight[ident] = item
     if only is not None:
         # Items we were waiting on that now have neither lock, record nor retry entry.
         settled = pending.keys() | queued_ids | finals_only
