@@ -147,7 +147,9 @@ class SshServer:
         self.host_key_pub = " ".join(keygen(self.host_key_path, f"host-{self.name}").split()[:2])
 
     def _write_config(self) -> None:
-        # sshd keeps the FIRST value of each keyword, so extra_config goes first.
+        # extra_config replaces the defaults of the keywords it names (for most keywords sshd
+        # keeps the first value, for some, such as MaxStartups, the last: so never both).
+        overridden = {line.split()[0].lower() for line in self.extra_config if line.strip()}
         lines = [
             *self.extra_config,
             f"Port {self.port}",
@@ -166,6 +168,8 @@ class SshServer:
             "MaxStartups 10:30:100",
             "LogLevel ERROR",
         ]
+        lines = self.extra_config + [line for line in lines[len(self.extra_config):]
+                                     if line.split()[0].lower() not in overridden]
         self.config_path.write_text("\n".join(lines) + "\n")
 
     # -- lifecycle ---------------------------------------------------------

@@ -58,10 +58,10 @@ class CopyTransfer:
         os.makedirs(out, mode=0o700)
         try:
             await self.files.get_file(os.fsdecode(item), local)
-        except PpssError as exc:
-            raise TransferError(f"fetching {L.display_item(item)} failed: {exc}") from None
-        except OSError as exc:
-            raise TransferError(f"fetching {L.display_item(item)} failed: {exc.strerror or exc}") from None
+        except (PpssError, OSError) as exc:
+            shutil.rmtree(work, ignore_errors=True)  # nothing in it worth keeping
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise TransferError(f"fetching {L.display_item(item)} failed: {reason}") from None
         return work, local, out
 
     def output_target(self, item: bytes) -> str:
