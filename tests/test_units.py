@@ -424,3 +424,25 @@ def test_mentions_item(command: str, mentions: bool) -> None:
     assert argv[:2] == ["/bin/sh", "-c"]
     assert argv[2] == (command if mentions else f'{command} "$ITEM"')
     assert _spec(command=command).mentions_item() is mentions
+
+
+# ---------------------------------------------------------------------------------------------
+# the retry queue: an entry being written must never be run as an (empty or partial) item
+
+
+async def test_retry_entry_being_written_is_not_taken(tmp_path) -> None:
+    from worker.store import LocalStore
+    from worker.sweep import Sweeper
+
+    store = LocalStore(str(tmp_path))
+    await store.mkdir(L.RETRY_DIR)
+    item = b"item 0004 with a longer name"
+    lock = L.lock_name(L.item_id(item), 3)
+    (tmp_path / L.RETRY_DIR / lock).write_bytes(b"")          # created, not yet written
+    sweeper = Sweeper(store, _spec(total=1, chunks=0), "n1")
+    assert await sweeper.retry_candidates(10, force=True) == []
+    (tmp_path / L.RETRY_DIR / lock).write_bytes(item[:7])     # short read
+    assert await sweeper.retry_candidates(10, force=True) == []
+    (tmp_path / L.RETRY_DIR / lock).write_bytes(item)
+    (cand,) = await sweeper.retry_candidates(10, force=True)
+    assert (cand.lock, cand.item, cand.from_retry) == (lock, item, True)

@@ -94,7 +94,10 @@ class Sweeper:
             self.retry_busy.clear()
             return []
         blobs = await asyncio.gather(*(self.store.read(f"{L.RETRY_DIR}/{n}") for n in names))
-        return [Candidate(n, b, from_retry=True) for n, b in zip(names, blobs) if b is not None]
+        # An entry still being written reads empty (or short): take only bytes whose id is the
+        # one in the entry's name; a later pass finds it complete.
+        return [Candidate(n, b, from_retry=True) for n, b in zip(names, blobs)
+                if b is not None and L.item_id(b) == L.parse_lock_name(n)[0]]
 
     def note_busy(self, candidates: list[Candidate], won: set[str]) -> None:
         self.retry_busy |= {c.lock for c in candidates if c.from_retry and c.lock not in won}
