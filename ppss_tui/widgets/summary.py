@@ -60,8 +60,14 @@ class JobSummary(Vertical):
         if snap.retry_pending:
             locks.append(f" · retry queue {F.count(snap.retry_pending)}")
         if snap.recount is not None:
-            locks.append(f"   exact recount {F.age(max(0.0, now - (snap.recount_at or now)))}: "
-                         f"done {F.count(snap.recount[0])}, failed {F.count(snap.recount[1])}", "dim")
+            # Counters only grow: records beyond them mean a node's counters lag (a crash just
+            # after a commit). A recount within them has nothing to add.
+            extra_done = snap.recount[0] - snap.done
+            extra_failed = snap.recount[1] - snap.failed
+            if extra_done > 0 or extra_failed > 0:
+                locks.append(f"   recount {F.age(max(0.0, now - (snap.recount_at or now)))}: records show "
+                             f"{F.count(snap.recount[0])} done, {F.count(snap.recount[1])} failed "
+                             "(node counters lag)", "yellow")
         if snap.master_error:
             locks.append(f"\n{snap.master_error}", "bold red")
         if snap.control_error:
