@@ -5,7 +5,7 @@
   take over rename <lock>/<old token> -> <lock>/<my token>     (exactly one wins)
   done      rename <lock>/<my token> -> done/ab/<id>            (fails if the claim was taken)
   failed    rename <lock>/<my token> -> <lock>/failed           (likewise), then failed/ab/<id>
-  release   write retry/<lock>, rmdir <lock>/<token>, rmdir <lock>
+  release   write retry/<lock> (atomically), rmdir <lock>/<token>, rmdir <lock>
   retry     write retry/<lock of next attempt>, then commit the attempt as failed
 """
 
@@ -85,14 +85,14 @@ class Claims:
 
     async def release(self, claim: Claim) -> None:
         """Give a claim back untouched, so any node (this one too) can claim it again."""
-        await self.store.write(f"{L.RETRY_DIR}/{claim.lock}", claim.item)
+        await self.store.write_atomic(f"{L.RETRY_DIR}/{claim.lock}", claim.item)
         if await self.store.rmdir(self.token_path(claim.lock)):
             await self.store.rmdir(L.lock_path(claim.lock))
 
     async def requeue(self, claim: Claim) -> str:
         """Offer the next attempt of a failed item to every node; returns its lock name."""
         nxt = L.lock_name(claim.ident, claim.attempt + 1)
-        await self.store.write(f"{L.RETRY_DIR}/{nxt}", claim.item)
+        await self.store.write_atomic(f"{L.RETRY_DIR}/{nxt}", claim.item)
         return nxt
 
     async def holds(self, claim: Claim) -> bool:

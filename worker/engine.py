@@ -367,6 +367,10 @@ class Worker:
         self.last_scan = result
         if only is None and result.complete:
             self.job_failed = result.failed
+            # The nodes' counters fell short (a node crashed just after a commit): keep the
+            # exact figures where `status` finds them.
+            await self.store.write_atomic(L.RECOUNT_FILE, json.dumps(
+                {"done": result.done, "failed": result.failed, "node": self.node}).encode())
             return True
         ahead: list[Claim] = []
         if result.stale:

@@ -104,18 +104,21 @@ class JobStatus:
     control_error: str = ""
     retry_pending: int = 0
     now: float = 0.0
+    recount: tuple[int, int] = (0, 0)  # exact (done, failed) of the last full check, if any
 
     @property
     def total(self) -> int:
         return self.spec.total + sum(n.added for n in self.nodes)
 
+    # Node counters never over-count; they can fall short after a crash, which the end-of-job
+    # check corrects (recount.json). Either figure is a lower bound: take the larger.
     @property
     def done(self) -> int:
-        return sum(n.done for n in self.nodes)
+        return max(sum(n.done for n in self.nodes), self.recount[0])
 
     @property
     def failed(self) -> int:
-        return sum(n.failed for n in self.nodes)
+        return max(sum(n.failed for n in self.nodes), self.recount[1])
 
     @property
     def running(self) -> int:
@@ -175,12 +178,19 @@ async def read_nodes(store: Store, now: float | None = None) -> list[NodeStatus]
 async def read_job_status(store: Store, spec: JobSpec | None = None) -> JobStatus:
     spec = spec or await read_spec(store)
     now = await store.now()
-    nodes, control_data, retry = await asyncio.gather(
-        read_nodes(store, now), store.read(L.CONTROL_FILE), store.listdir(L.RETRY_DIR))
+    nodes, control_data, retry, recount_data = await asyncio.gather(
+        read_nodes(store, now), store.read(L.CONTROL_FILE), store.listdir(L.RETRY_DIR),
+        store.read(L.RECOUNT_FILE))
+    recount = (0, 0)
+    try:
+        data = json.loads(recount_data) if recount_data else {}
+        recount = (int(data.get("done", 0)), int(data.get("failed", 0)))
+    except (ValueError, TypeError, AttributeError):
+        pass
     control, error = None, ""
     try:
         control = parse_control(control_data or b"", store.where(L.CONTROL_FILE))
     except ControlError as exc:
         error = str(exc)
     retry_pending = len([n for n in retry or () if ".tmp-" not in n])
-    return JobStatus(spec, tuple(nodes), control, error, retry_pending, now)
+    return JobStatus(spec, tuple(nodes), control, error, retry_pending, now, recount)

@@ -10,6 +10,7 @@ import hashlib
 
 JOB_FILE = "job.yaml"
 CONTROL_FILE = "control.yaml"
+RECOUNT_FILE = "recount.json"  # exact done/failed found by the last full check of the job
 ITEMS_DIR = "items"          # items/000000 ...: chunks of NUL-terminated items
 LOCKS_DIR = "locks"          # locks/ab/<lock>/         the claim (mkdir)
 DONE_DIR = "done"            # done/ab/<id>/            the holder's token, renamed here (fenced commit)

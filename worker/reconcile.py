@@ -168,7 +168,7 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
                 result.queued += 1
             elif attempt <= spec.retries:
                 result.queued += 1
-                repairs.append(store.write(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item))
+                repairs.append(store.write_atomic(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item))
             else:
                 result.failed += 1
                 repairs.append(store.write(L.failed_path(ident), record_bytes(
