@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import secrets
 import signal
@@ -32,7 +33,9 @@ from .sweep import Sweeper
 from .transfer import CopyTransfer, TransferError
 
 HEARTBEAT = 1.0
-END_CHECK = 2.0
+END_CHECK = 0.5  # how often a worker with nothing left to claim looks at the others' counters
+CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long
+END_CLAIMS = 256  # items left behind that one end-of-job check claims at most
 LOG_TAIL = 4096
 TRANSFER_FAILED = 254  # the exit status recorded when fetching or uploading an item failed
 JOBLOG_BATCH = 64
@@ -77,6 +80,7 @@ class Worker:
         self.queue: deque[Claim] = deque()
         self.committing: dict[str, Claim] = {}  # finished, result being recorded
         self.draining = False  # nothing left to claim: waiting for the job's end
+        self.finished_at: deque[float] = deque(maxlen=32)  # when recent items ended (for the rate)
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task] = set()
         self.control = Control()
@@ -190,28 +194,11 @@ class Worker:
     async def heartbeat_loop(self) -> None:
         while True:
             try:
-                silent = time.monotonic() - self.status_written[1]
                 await self.poll_control()
                 await self.write_status()
-                if silent > self.spec.lease * 0.8:
-                    await self.drop_lost_claims(silent)
             except StoreError as exc:
                 self.log(str(exc))
             await asyncio.sleep(HEARTBEAT)
-
-    async def drop_lost_claims(self, silent: float) -> None:
-        """After a long silence (frozen, cut off), forget claimed-ahead items taken over meanwhile.
-        Running ones are settled by the fence when they finish."""
-        queued = list(self.queue)
-        held = await asyncio.gather(*(self.claims.holds(c) for c in queued))
-        lost = [c for c, ok in zip(queued, held) if not ok]
-        for c in lost:
-            if c in self.queue:  # the dispatcher may have started it meanwhile: the fence decides
-                self.queue.remove(c)
-        if lost:
-            self.lost_leases += len(lost)
-            self.log(f"silent for {silent:.0f} s (lease {self.spec.lease:.0f} s): {len(lost)} claimed "
-                     "items were taken over by other nodes")
 
     # ---- lost nodes -----------------------------------------------------------------------
     def live_tokens(self, nodes: list[NodeStatus]) -> set[str]:
@@ -287,8 +274,15 @@ class Worker:
 
     # ---- feeding ---------------------------------------------------------------------------
     def target_queue(self) -> int:
+        """Slots plus enough claimed ahead to cover a claim's round trips at the current rate:
+        many for quick items, one for long ones (which then stay free for other nodes)."""
         _, slots = self.effective()
-        return max(1, slots) + max(2, slots)
+        ahead = 1
+        if len(self.finished_at) >= 2:
+            span = self.finished_at[-1] - self.finished_at[0]
+            rate = (len(self.finished_at) - 1) / span if span > 0 else float("inf")
+            ahead = max(1, min(2 * slots + 4, math.ceil(rate * CLAIM_AHEAD_S)))
+        return max(1, slots) + ahead
 
     async def feed_loop(self) -> None:
         while True:
@@ -318,7 +312,9 @@ class Worker:
             if self.running or self.queue or self.commit_tasks():
                 await self.wait_kick(HEARTBEAT)
                 continue
-            self.draining = True
+            if not self.draining:
+                self.draining = True
+                await self.write_status()  # our final counters, for the others' end check
             if await self.end_check():
                 self.finished = True
                 self.kick()
@@ -381,9 +377,10 @@ class Worker:
                                                           f"{L.GRAVE_DIR}/{lock}.{secrets.token_hex(3)}")
                                         for lock, _ in result.orphans))
         cands = [Candidate(lock, item) for (lock, item), ok in zip(result.orphans, graves) if ok]
-        cands += result.unclaimed
-        for i in range(0, len(cands), 256):
-            ahead += await self.claims.claim(cands[i:i + 256])
+        # A bounded number at a time: the next check (2 s later) takes more.
+        cands = (cands + result.unclaimed)[:max(END_CLAIMS, self.target_queue())]
+        for i in range(0, len(cands), 64):
+            ahead += await self.claims.claim(cands[i:i + 64])
         if ahead:
             self.log(f"end of job check: took {len(ahead)} items left behind")
             self.queue.extend(ahead)
@@ -468,6 +465,7 @@ class Worker:
                                     result.started, result.duration, result.truncated)
         self.committing[claim.lock] = claim
         self.running.pop(claim.lock, None)
+        self.finished_at.append(time.monotonic())
         self.kick()
         try:
             await self.settle(claim, result, work, killed=proc is not None and proc.terminated)

@@ -42,6 +42,7 @@ class Sweeper:
         self.current_chunk: int | None = None
         self.pos = 0
         self.helping = False
+        self.abandoned = False  # helping stopped where the chunk's own sweeper had got to
         self.retry_seen = 0.0
         self.retry_busy: set[str] = set()  # retry entries we failed to claim lately
         self.exhausted = spec.chunks == 0
@@ -62,9 +63,11 @@ class Sweeper:
 
     async def _next_chunk(self) -> bool:
         if self.current_chunk is not None:
-            await self.store.mkdir(f"{L.SWEPT_DIR}/{L.chunk_name(self.current_chunk)}")
+            if not self.abandoned:  # an abandoned chunk is its sweeper's to mark
+                await self.store.mkdir(f"{L.SWEPT_DIR}/{L.chunk_name(self.current_chunk)}")
             self.swept.add(self.current_chunk)
             self.current_chunk = None
+            self.abandoned = False
         if not self.helping:
             if not self.taken:
                 await self._refresh_markers()
@@ -101,6 +104,12 @@ class Sweeper:
 
     def note_busy(self, candidates: list[Candidate], won: set[str]) -> None:
         self.retry_busy |= {c.lock for c in candidates if c.from_retry and c.lock not in won}
+        swept = [c for c in candidates if not c.from_retry and c.lock == L.item_id(c.item)]
+        if self.helping and swept and not any(c.lock in won for c in swept):
+            # Helping from a chunk's end, a batch that wins nothing has met the chunk's own
+            # sweeper: the rest is taken. Move on (the end-of-job check catches any straggler).
+            self.pos = len(self.current)
+            self.abandoned = True
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
