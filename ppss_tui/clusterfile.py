@@ -20,6 +20,8 @@ from worker.errors import PpssError, UsageError
 from worker.sshconn import SshTarget
 from worker.yamlio import load_yaml
 
+from .trust import split_login
+
 NODE_KEYS = {"name", "host", "user", "port", "slots", "dir"}
 TOP_KEYS = {"master", "identity", "known_hosts", "node_key", "nodes"}
 
@@ -74,16 +76,10 @@ def _expand(path: str | None, base: str) -> str | None:
 def parse_node(entry, where: str, index: int) -> NodeSpec:
     here = f"{where}: nodes[{index}]"
     if isinstance(entry, str):
-        text = entry.strip()
-        user, _, hostport = text.rpartition("@")
-        if hostport.startswith("["):
-            host, _, rest = hostport[1:].partition("]")
-            port_text = rest[1:] if rest.startswith(":") else ""
-        else:
-            host, _, port_text = hostport.partition(":")
-        if not host or (port_text and not port_text.isdigit()):
+        parts = split_login(entry)
+        if parts is None:
             raise ClusterFileError(f"{here}: {entry!r} is not user@host[:port]")
-        entry = {"host": host, "user": user or None, "port": int(port_text) if port_text else None}
+        entry = dict(zip(("user", "host", "port"), parts))
     if not isinstance(entry, dict):
         raise ClusterFileError(f"{here}: expected user@host[:port] or a mapping with host")
     bad = set(entry) - NODE_KEYS

@@ -17,16 +17,25 @@ from worker.errors import ConnectError, UsageError
 from worker.sshconn import CONNECT_TIMEOUT, SshTarget, known_host_keys
 
 
-def parse_host(text: str) -> tuple[str | None, str, int]:
-    user, _, hostport = text.rpartition("@")
+def split_login(text: str) -> tuple[str | None, str, int | None] | None:
+    """``[user@]host[:port]`` (IPv6 as ``[addr]:port``) -> (user, host, port); None if malformed."""
+    user, _, hostport = text.strip().rpartition("@")
     if hostport.startswith("["):
         host, _, rest = hostport[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = hostport.partition(":")
-    if not host or (port and not port.isdigit()):
+    if not host or (port and not (port.isascii() and port.isdigit())):
+        return None
+    return user or None, host, int(port) if port else None
+
+
+def parse_host(text: str) -> tuple[str | None, str, int]:
+    parts = split_login(text)
+    if parts is None:
         raise UsageError(f"{text}: expected [user@]host[:port]")
-    return user or None, host, int(port) if port else 22
+    user, host, port = parts
+    return user, host, port or 22
 
 
 def known_hosts_entry(host: str, port: int, key: asyncssh.SSHKey) -> str:
