@@ -208,7 +208,8 @@ def lines_by_node(stdout: str) -> dict[str, str]:
 
 
 def test_deploy_start_and_the_job_completes(env):
-    url, cfile = make_job(env, "job1", 'printf "%s\\n" "$ITEM" | md5sum; id -un', 40)
+    # Slow enough that both workers are still running when start checks on them (~1 s).
+    url, cfile = make_job(env, "job1", 'sleep 0.3; printf "%s\\n" "$ITEM" | md5sum; id -un', 40)
     from ppss_tui.wheels import node_wheel_version
     env.deployed_version = node_wheel_version()
     r = console("deploy", "--cluster", str(cfile), "--autostart")
