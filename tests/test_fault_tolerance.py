@@ -340,7 +340,10 @@ def test_sigstop_past_lease_late_results_refused(ssh_cluster: SshCluster, make_j
     held = job.held_by("a")
     assert running_a <= held, (running_a, held)
 
-    wait_for(lambda: not job.held_by("a"), LEASE + 8, "b to take over a's claims")
+    try:
+        wait_for(lambda: not job.held_by("a"), LEASE + 8, "b to take over a's claims")
+    except AssertionError as exc:  # say what b was doing
+        raise AssertionError(f"{exc}\nb's status: {job.node_status('b')}\nb's stderr:\n{job.stderr('b')}") from None
     taken_after = time.monotonic() - t_stop
     assert taken_after >= LEASE - 1.5, f"a's claims were taken {taken_after:.1f} s after it froze"
     time.sleep(max(0.0, LEASE + 3.5 - (time.monotonic() - t_stop)))
