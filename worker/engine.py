@@ -33,7 +33,9 @@ from .sweep import Sweeper
 from .transfer import CopyTransfer, TransferError
 
 HEARTBEAT = 1.0
-END_CHECK = 0.5  # how often a worker with nothing left to claim looks at the others' counters
+END_CHECK = 0.2  # how often a worker with nothing left to claim looks at the others' counters,
+END_CHECK_FAST_FOR = 10.0  # during the first seconds of waiting,
+END_CHECK_SLOW = 1.0  # and after that
 CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long
 END_CLAIMS = 256  # items left behind that one end-of-job check claims at most
 LOG_TAIL = 4096
@@ -80,6 +82,7 @@ class Worker:
         self.queue: deque[Claim] = deque()
         self.committing: dict[str, Claim] = {}  # finished, result being recorded
         self.draining = False  # nothing left to claim: waiting for the job's end
+        self.draining_since = 0.0
         self.finished_at: deque[float] = deque(maxlen=32)  # when recent items ended (for the rate)
         self.running: dict[str, Running] = {}
         self.tasks: set[asyncio.Task] = set()
@@ -314,12 +317,15 @@ class Worker:
                 continue
             if not self.draining:
                 self.draining = True
+                self.draining_since = time.monotonic()
                 await self.write_status()  # our final counters, for the others' end check
             if await self.end_check():
                 self.finished = True
                 self.kick()
                 return
-            await asyncio.sleep(END_CHECK)
+            # Look often while the others are finishing their last items, then less.
+            waited = time.monotonic() - self.draining_since
+            await asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW)
 
     async def register_watched(self, candidates: list[Candidate], won: list[Claim]) -> None:
         """Items found in a watched directory join the item list (one append file per node)."""
