@@ -277,8 +277,9 @@ class Worker:
 
     # ---- feeding ---------------------------------------------------------------------------
     def target_queue(self) -> int:
-        """Slots plus enough claimed ahead to cover a claim's round trips at the current rate:
-        many for quick items, one for long ones (which then stay free for other nodes)."""
+        """How many items to hold (running + claimed ahead): the slots, plus enough to cover a
+        claim's round trips at the current rate: many for quick items, one for long ones (which
+        then stay free for other nodes)."""
         _, slots = self.effective()
         ahead = 1
         if len(self.finished_at) >= 2:
@@ -290,7 +291,7 @@ class Worker:
     async def feed_loop(self) -> None:
         while True:
             state, slots = self.effective()
-            want = self.target_queue() - len(self.queue) - max(0, len(self.running) - slots)
+            want = self.target_queue() - len(self.queue) - len(self.running)
             if state != "running" or want <= 0:
                 await self.wait_kick(HEARTBEAT)
                 continue
