@@ -23,7 +23,7 @@ UNREACHABLE = "unreachable"
 HOSTKEY_UNKNOWN = "host key unknown"
 HOSTKEY_CHANGED = "host key changed"
 LOGIN_REFUSED = "login refused"
-NOT_LISTED = "not in cluster file"   # a node reported to the master but the cluster file lacks it
+NOT_LISTED = "via master"   # reports to the master, but the cluster file does not list it (no SSH to it)
 
 _FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/=]+")
 

@@ -53,7 +53,7 @@ def snapshot() -> JobSnapshot:
                 "/home/op/.ssh/known_hosts. Refusing to connect", FINGERPRINT, state="no worker"),
         NodeRow("gpu1", "ppss@10.0.0.9", LOGIN_REFUSED,
                 "ppss@10.0.0.9: login refused (no accepted key for that account)", state="no worker"),
-        NodeRow("node9", "node9.lan", "not in cluster file", state="finished", slots=2, done=800,
+        NodeRow("node9", "node9.lan", "via master", state="finished", slots=2, done=800,
                 heartbeat_age=45.0, reported=True),
     )
     done = sum(n.done for n in nodes)

@@ -19,6 +19,7 @@ from .sourcedir import walk_files
 from .store import Store
 
 RETRY_POLL = 2.0
+HELP_GIVE_UP = 32  # taken items in a row after which a helper leaves a chunk
 WATCH_PERIOD = 3.0   # how often an idle worker lists a watched source directory
 WATCH_SETTLE = 3.0   # a new file is taken once unchanged for this long (master clock)
 
@@ -43,6 +44,7 @@ class Sweeper:
         self.pos = 0
         self.helping = False
         self.abandoned = False  # helping stopped where the chunk's own sweeper had got to
+        self.miss_streak = 0  # items found taken in a row while helping
         self.retry_seen = 0.0
         self.retry_busy: set[str] = set()  # retry entries we failed to claim lately
         self.exhausted = spec.chunks == 0
@@ -105,11 +107,19 @@ class Sweeper:
     def note_busy(self, candidates: list[Candidate], won: set[str]) -> None:
         self.retry_busy |= {c.lock for c in candidates if c.from_retry and c.lock not in won}
         swept = [c for c in candidates if not c.from_retry and c.lock == L.item_id(c.item)]
-        if self.helping and swept and not any(c.lock in won for c in swept):
-            # Helping from a chunk's end, a batch that wins nothing has met the chunk's own
-            # sweeper: the rest is taken. Move on (the end-of-job check catches any straggler).
+        if not self.helping or not swept:
+            return
+        if any(c.lock in won for c in swept):
+            self.miss_streak = 0
+            return
+        self.miss_streak += len(swept)
+        if self.miss_streak >= HELP_GIVE_UP:
+            # Helping from a chunk's end, a long run of taken items means we met the chunk's own
+            # sweeper (another helper only costs a short run): the rest is taken. Move on; the
+            # end-of-job check catches any straggler.
             self.pos = len(self.current)
             self.abandoned = True
+            self.miss_streak = 0
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
