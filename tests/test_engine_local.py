@@ -470,3 +470,16 @@ def test_second_live_worker_with_same_name_refused_and_stop_one_node(work: Path)
     st = {n["name"]: n for n in status_json(str(job))["nodes"]}
     assert st["a"]["state"] == "stopped" and st["b"]["state"] == "finished"
     assert st["a"]["done"] + st["b"]["done"] == len(items)
+
+
+def test_three_workers_share_a_one_chunk_job(work: Path) -> None:
+    """All items in one chunk: the two workers that help its sweeper get a fair share too."""
+    from ppss_helpers import finish, start_worker
+    src = write_items(work / "items", [f"{i:03d}".encode() for i in range(90)])
+    job = work / "job"
+    init(job, "--source-file", str(src), "--command", ': "$ITEM"; sleep 0.1')
+    procs = [start_worker(str(job), "--slots", "2", "-n", f"w{i}", cwd=work / "cwd") for i in range(3)]
+    assert [finish(p, timeout=60)[0] for p in procs] == [0, 0, 0]
+    done = {n["name"]: n["done"] for n in status_json(str(job))["nodes"]}
+    assert sum(done.values()) == 90
+    assert min(done.values()) >= 15, done  # about 30 each; none left idle
