@@ -32,7 +32,9 @@ from .store import LocalStore, Store, StoreError
 from .sweep import Sweeper
 from .transfer import CopyTransfer, TransferError
 
-HEARTBEAT = 1.0
+HEARTBEAT = 1.0  # status file (the heartbeat) every second
+CONTROL_POLL = 0.5  # control.yaml looked at twice a second
+CONTROL_SETTLE = 0.2
 END_CHECK = 0.2  # how often a worker with nothing left to claim looks at the others' counters,
 END_CHECK_FAST_FOR = 10.0  # during the first seconds of waiting,
 END_CHECK_SLOW = 1.0  # and after that
@@ -162,13 +164,14 @@ class Worker:
                 self.suspect |= {c.lock for c in self.queue}
             self.status_written, self.last_beat = (entry.mtime, mono), beat
 
-    async def poll_control(self) -> None:
+    async def poll_control(self) -> bool:
+        """Reread control.yaml if it changed; True if the node's effective state or slots did."""
         entry = await self.store.stat(L.CONTROL_FILE)
         stamp = (entry.mtime, entry.size) if entry else None
         # SFTP v3 mtimes are whole seconds: a same-size edit within the same second keeps the
         # stamp, so a file changed in the last few seconds is read again whatever its stamp.
         if stamp == self.control_stamp and not (entry and self.master_now() - entry.mtime < 3):
-            return
+            return False
         data = await self.store.read(L.CONTROL_FILE)
         try:
             control = parse_control(data or b"", self.store.where(L.CONTROL_FILE))
@@ -177,13 +180,15 @@ class Worker:
                 self.log(f"{exc}; keeping the last good control state")
             self.control_error = str(exc)
             self.control_stamp = stamp
-            return
+            return False
         before = self.effective()
         self.control, self.control_error, self.control_stamp = control, "", stamp
-        if self.effective() != before:
+        changed = self.effective() != before
+        if changed:
             state, slots = self.effective()
             self.log(f"control: {state}, {slots} slots")
         self.apply_control()
+        return changed
 
     def apply_control(self) -> None:
         state, _ = self.effective()
@@ -195,13 +200,20 @@ class Worker:
         self.kick()
 
     async def heartbeat_loop(self) -> None:
+        """control.yaml twice a second, the status file once a second — and soon after a
+        control change, once the change took effect, so the console sees it within 2 s."""
+        last_status = 0.0
         while True:
             try:
-                await self.poll_control()
-                await self.write_status()
+                changed = await self.poll_control()
+                if changed:
+                    await asyncio.sleep(CONTROL_SETTLE)  # let the dispatcher start or stop items
+                if changed or time.monotonic() - last_status >= HEARTBEAT:
+                    await self.write_status()
+                    last_status = time.monotonic()
             except StoreError as exc:
                 self.log(str(exc))
-            await asyncio.sleep(HEARTBEAT)
+            await asyncio.sleep(CONTROL_POLL)
 
     # ---- lost nodes -----------------------------------------------------------------------
     def live_tokens(self, nodes: list[NodeStatus]) -> set[str]:
