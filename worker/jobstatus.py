@@ -88,10 +88,6 @@ class NodeStatus:
         return (self.state not in FINAL_STATES and self.last_seen_s is not None
                 and self.last_seen_s > lease)
 
-    @property
-    def shown_state(self) -> str:
-        return self.state
-
     def effective_state(self, lease: float) -> str:
         return "lost" if self.is_lost(lease) else self.state
 

@@ -8,7 +8,6 @@ repairs records a crash left half-written, and tells the caller what still needs
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 
 from . import layout as L
@@ -209,10 +208,3 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
 def _is_id(name: str) -> bool:
     ident = name.split(".", 1)[0]
     return len(ident) == 24 and all(c in "0123456789abcdef" for c in ident)
-
-
-def parse_record(blob: bytes) -> dict:
-    try:
-        return json.loads(blob)
-    except ValueError:
-        return {}
