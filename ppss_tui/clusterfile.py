@@ -73,6 +73,13 @@ def _expand(path: str | None, base: str) -> str | None:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base, path))
 
 
+def _known_keys(mapping: dict, allowed: set[str], where: str) -> None:
+    bad = set(mapping) - allowed
+    if bad:
+        raise ClusterFileError(f"{where}: unknown key {sorted(map(str, bad))[0]!r} "
+                               f"(expected {', '.join(sorted(allowed))})")
+
+
 def parse_node(entry, where: str, index: int) -> NodeSpec:
     here = f"{where}: nodes[{index}]"
     if isinstance(entry, str):
@@ -82,10 +89,7 @@ def parse_node(entry, where: str, index: int) -> NodeSpec:
         entry = dict(zip(("user", "host", "port"), parts))
     if not isinstance(entry, dict):
         raise ClusterFileError(f"{here}: expected user@host[:port] or a mapping with host")
-    bad = set(entry) - NODE_KEYS
-    if bad:
-        raise ClusterFileError(f"{here}: unknown key {sorted(map(str, bad))[0]!r} "
-                               f"(expected {', '.join(sorted(NODE_KEYS))})")
+    _known_keys(entry, NODE_KEYS, here)
     host = entry.get("host")
     if not host or not isinstance(host, str):
         raise ClusterFileError(f"{here}: 'host' is missing")
@@ -107,10 +111,7 @@ def parse_cluster(text: bytes | str, where: str = "ppss.yaml", base: str = ".") 
     data = load_yaml(text, where, ClusterFileError)
     if not isinstance(data, dict):
         raise ClusterFileError(f"{where}: expected a mapping with master and nodes")
-    bad = set(data) - TOP_KEYS
-    if bad:
-        raise ClusterFileError(f"{where}: unknown key {sorted(map(str, bad))[0]!r} "
-                               f"(expected {', '.join(sorted(TOP_KEYS))})")
+    _known_keys(data, TOP_KEYS, where)
     if not data.get("master"):
         raise ClusterFileError(f"{where}: 'master' is missing (the job's address)")
     try:
