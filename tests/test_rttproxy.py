@@ -1,0 +1,117 @@
+"""bench/rttproxy.py: the delaying TCP proxy the benchmarks (and later tests) put in front of
+a master's sshd.  Real sockets, a real echo server and a real sshd; no mocks."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sshcluster import SshCluster, ssh_run
+
+_spec = importlib.util.spec_from_file_location(
+    "rttproxy", Path(__file__).resolve().parent.parent / "bench" / "rttproxy.py")
+rttproxy = importlib.util.module_from_spec(_spec)
+sys.modules["rttproxy"] = rttproxy
+_spec.loader.exec_module(rttproxy)
+
+
+@pytest.fixture
+def echo_server():
+    """A threaded TCP echo server on 127.0.0.1; yields its port."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve_one(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join(2)
+    srv.close()
+
+
+def _roundtrip(port: int, payload: bytes) -> tuple[bytes, float]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        t = time.monotonic()
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            chunk = s.recv(65536)
+            assert chunk, "proxy closed the connection early"
+            got += chunk
+        return got, time.monotonic() - t
+
+
+def test_each_round_trip_is_delayed_by_the_rtt(echo_server):
+    with rttproxy.RttProxy("127.0.0.1", echo_server, rtt_ms=80) as p:
+        for _ in range(3):
+            got, dt = _roundtrip(p.port, b"ping")
+            assert got == b"ping"
+            assert dt >= 0.079, f"round trip {dt * 1000:.1f} ms through an 80 ms proxy"
+
+
+def test_bytes_arrive_whole_and_in_order_through_a_small_bound(echo_server):
+    payload = os.urandom(3 << 20)
+    # A bound far below the payload: reading must pause and resume without losing a byte.
+    with rttproxy.RttProxy("127.0.0.1", echo_server, rtt_ms=4, max_pending=64 << 10) as p:
+        got, _ = _roundtrip(p.port, payload)
+    assert got == payload
+
+
+def test_eof_is_passed_on(echo_server):
+    with rttproxy.RttProxy("127.0.0.1", echo_server, rtt_ms=10) as p:
+        with socket.create_connection(("127.0.0.1", p.port), timeout=10) as s:
+            s.sendall(b"last words")
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(1024):
+                got += chunk
+    assert got == b"last words"
+
+
+def test_stops_by_itself_after_max_seconds(echo_server):
+    p = rttproxy.RttProxy("127.0.0.1", echo_server, rtt_ms=0, max_seconds=0.5).start()
+    port = p.port
+    p._thread.join(5)
+    assert not p._thread.is_alive()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+@pytest.mark.ssh
+def test_real_ssh_session_through_the_proxy(require_sshd, tmp_path):
+    with SshCluster(tmp_path / "c", n_nodes=0) as cluster:
+        with rttproxy.RttProxy("127.0.0.1", cluster.master.port, rtt_ms=20) as p:
+            # The proxy's port needs its own known_hosts line (same host key, another port).
+            with open(cluster.known_hosts, "a") as fh:
+                fh.write(f"[127.0.0.1]:{p.port} {cluster.master.host_key_pub}\n")
+            cluster.master.port, real = p.port, cluster.master.port
+            try:
+                r = ssh_run(cluster.master, cluster, "echo", "through-the-proxy")
+            finally:
+                cluster.master.port = real
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.strip() == "through-the-proxy"
+            assert p.connections == 1
