@@ -43,6 +43,7 @@ class _Pipe:
         self.delay, self.max_pending = delay, max_pending
         self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
         self.pending = 0
+        self.peak = 0                  # most bytes ever queued (the bound holds: <= max + CHUNK)
         self.more = asyncio.Event()    # something queued
         self.room = asyncio.Event()    # the queue is below its bound
         self.room.set()
@@ -55,6 +56,7 @@ class _Pipe:
                 data = await self.reader.read(CHUNK)
                 self.queue.append((loop.time() + self.delay, data))
                 self.pending += len(data)
+                self.peak = max(self.peak, self.pending)
                 if self.pending >= self.max_pending:
                     self.room.clear()
                 self.more.set()
@@ -96,6 +98,7 @@ class RttProxy:
         self.max_pending, self.max_seconds = max_pending, max_seconds
         self.port = 0
         self.connections = 0            # accepted so far
+        self.peak_pending = 0           # most bytes queued in one direction of one connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
@@ -116,6 +119,8 @@ class RttProxy:
         down = _Pipe(s_reader, c_writer, self.delay, self.max_pending)
         tasks = [asyncio.ensure_future(t) for t in (up.pump_in(), up.pump_out(), down.pump_in(), down.pump_out())]
         self._tasks.update(tasks)
+        peak = asyncio.ensure_future(self._watch_peak(up, down))
+        tasks.append(peak)
         try:
             # Done when both directions have delivered their EOF, or a write fails.
             outs = {tasks[1], tasks[3]}
@@ -133,6 +138,11 @@ class RttProxy:
             for w in (c_writer, s_writer):
                 w.close()
             self._tasks.discard(me)
+
+    async def _watch_peak(self, *pipes: _Pipe) -> None:
+        while True:
+            self.peak_pending = max(self.peak_pending, *(p.peak for p in pipes))
+            await asyncio.sleep(0.05)
 
     async def serve(self, ready: threading.Event | None = None) -> None:
         self._stopped = asyncio.Event()

@@ -115,3 +115,28 @@ def test_real_ssh_session_through_the_proxy(require_sshd, tmp_path):
             assert r.returncode == 0, r.stderr
             assert r.stdout.strip() == "through-the-proxy"
             assert p.connections == 1
+
+
+def test_a_reader_that_stops_reading_holds_the_queue_to_its_bound():
+    """The far side never reads: the proxy must stop reading too (flow control), not buffer
+    everything the sender offers."""
+    sink = socket.create_server(("127.0.0.1", 0))
+    bound = 256 << 10
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(sink.accept()[0]), daemon=True).start()
+    with rttproxy.RttProxy("127.0.0.1", sink.getsockname()[1], rtt_ms=2, max_pending=bound) as p:
+        with socket.create_connection(("127.0.0.1", p.port), timeout=10) as s:
+            s.settimeout(2.0)
+            sent = 0
+            block = b"x" * (1 << 20)
+            try:
+                while sent < (256 << 20):
+                    sent += s.send(block)
+            except TimeoutError:
+                pass
+            time.sleep(0.3)
+            assert sent < (256 << 20), "the sender was never slowed down"
+            assert 0 < p.peak_pending <= bound + rttproxy.CHUNK
+    for c in held:
+        c.close()
+    sink.close()
