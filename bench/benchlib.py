@@ -53,6 +53,11 @@ def default_tmp() -> str:
 
 
 def tool(name: str) -> str:
+    """``name`` from this Python's own bin directory (the venv running the bench: its
+    ppss-console is this checkout's), else from PATH."""
+    own = Path(sys.executable).parent / name
+    if os.access(own, os.X_OK):
+        return str(own)
     path = shutil.which(name)
     if not path:
         raise SystemExit(f"bench: {name} not found on PATH")
