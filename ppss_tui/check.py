@@ -173,8 +173,8 @@ def judge_node_master(info: dict[str, str], cluster: Cluster, need_job: bool) ->
         f.ok.append("output writable")
     if info.get("authkeys") == "writable":
         f.warnings.append("WARNING: the node key can rewrite the master account's ~/.ssh/authorized_keys "
-                          "(confine it: a separate account, or restrict,command=\"internal-sftp\" and a "
-                          "root-owned authorized_keys)")
+                          "(and so let any key in): make that file not writable by the account, e.g. "
+                          "root-owned via sshd's AuthorizedKeysFile")
     return f
 
 
