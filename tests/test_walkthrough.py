@@ -265,6 +265,8 @@ def test_readme_walkthrough_runs_as_written(site):
     assert all(f"[{s.host}]:{s.port}" in known for s in site.servers.values())
     assert "ok" in outputs["ppss-console deploy"] and "master login ok" in outputs["ppss-console deploy"]
     assert "check: 2 of 2 nodes ok" in outputs["ppss-console check"]
+    # ssh-copy-id gave the node key the whole master account: check says so
+    assert outputs["ppss-console check"].count("WARNING: the node key can rewrite") == 2
     # every item was gzipped on a node and uploaded to the master's output directory
     out = site.srv / "gz"
     made = sorted(p for p in out.rglob("*.gz"))
@@ -336,6 +338,13 @@ def test_check_names_each_broken_link(site):
     assert r.returncode == 6, r.stdout
     assert all("the master refuses the node's login" in v and "ppss_node.pub" in v for v in lines.values()), lines
     master_keys.write_text(saved)
+
+    # an authorized_keys the master account cannot write: no warning
+    os.chown(master_keys, 0, 0)
+    os.chmod(master_keys, 0o644)
+    r = console(site, "check")
+    assert r.returncode == 0 and "WARNING" not in r.stdout, r.stdout
+    site.accounts["master"].chown(master_keys)
 
     # node1 does not know the master's host key
     kh = site.accounts["node1"].home / ".ppss" / "known_hosts"
