@@ -114,7 +114,7 @@ def _require_root() -> None:
         problems.append("the walkthrough creates throwaway accounts with useradd: run it as root")
     if not sshd_available():
         problems.append("/usr/sbin/sshd not found: install openssh-server")
-    for tool in ("useradd", "userdel", "ssh-keygen"):
+    for tool in ("useradd", "userdel", "ssh-keygen") if not problems else ():
         if not shutil.which(tool):
             problems.append(f"{tool} not found")
     if problems:
