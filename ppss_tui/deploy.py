@@ -239,6 +239,18 @@ def needs_install(info: dict[str, str], wanted: dict[str, str]) -> bool:
     return any(have.get(name) != version for name, version in wanted.items())
 
 
+def install_outcome(info: dict[str, str], wheelset, install: bool, old: str | None) -> tuple[str, str]:
+    where = f"{info['dir']}, python {info['py_version']}"
+    if not install:
+        return "up to date", f"ppss {wheelset.ppss_version} in {where}"
+    if old and old != wheelset.ppss_version:
+        return "upgraded", f"ppss {old} -> {wheelset.ppss_version} in {where}"
+    if old:
+        return "repaired", f"ppss {wheelset.ppss_version} reinstalled in {where}"
+    mb = wheelset.size() / 1e6
+    return "installed", f"ppss {wheelset.ppss_version} in {where}, {len(wheelset.files)} wheels ({mb:.1f} MB)"
+
+
 async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, wheelsets: WheelSets,
                       autostart: bool, allow_root: bool) -> tuple[str, str]:
     code, out, err = await run_script(conn, probe_script(dir_spec(node)))
@@ -283,16 +295,7 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
         if result.get("install") != "ok":
             last = (err or out).strip().splitlines()
             raise NodeFailure(result.get("error") or (last[-1] if last else f"install failed (exit {code})"))
-    where = f"{d}, python {info['py_version']}"
-    if not install:
-        word, detail = "up to date", f"ppss {wheelset.ppss_version} in {where}"
-    elif old and old != wheelset.ppss_version:
-        word, detail = "upgraded", f"ppss {old} -> {wheelset.ppss_version} in {where}"
-    elif old:
-        word, detail = "repaired", f"ppss {wheelset.ppss_version} reinstalled in {where}"
-    else:
-        mb = wheelset.size() / 1e6
-        word, detail = "installed", f"ppss {wheelset.ppss_version} in {where}, {len(wheelset.files)} wheels ({mb:.1f} MB)"
+    word, detail = install_outcome(info, wheelset, install, old)
     if payload.node_key is None and not cluster.master.is_local:
         detail += "; no node_key in the cluster file: the worker uses the account's own SSH keys"
     if autostart:
