@@ -215,6 +215,7 @@ async def check_node(conn, node: NodeSpec, cluster: Cluster, version: str) -> tu
 async def check_master(cluster: Cluster, out=None) -> int:
     """The operator -> master link: login with the cluster's identity, and a job there."""
     out = out or sys.stdout
+    width = max([len("master"), *(len(n.name) for n in cluster.nodes)])
     m = cluster.master
     try:
         if not m.is_local:
@@ -225,10 +226,10 @@ async def check_master(cluster: Cluster, out=None) -> int:
         finally:
             await store.close()
     except PpssError as exc:
-        print(f"master  FAILED  {exc}", file=out, flush=True)
+        print(f"{'master':<{width}}  {'FAILED':<11} {exc}", file=out, flush=True)
         return exc.exit_code
     text = f"{m.display()}: " + ("job found" if job else "no job.yaml: run ppss-console init")
-    print(f"master  {'ok' if job else 'FAILED'}  {text}", file=out, flush=True)
+    print(f"{'master':<{width}}  {'ok' if job else 'FAILED':<11} {text}", file=out, flush=True)
     return EXIT_OK if job else EXIT_NODE_FAILED
 
 
@@ -237,5 +238,5 @@ async def run_check(args) -> int:
     version = node_wheel_version()
     master_code = await check_master(cluster)
     nodes_code = await for_each_node(cluster, lambda conn, node: check_node(conn, node, cluster, version),
-                                     "check")
+                                     "check", width=len("master"))
     return nodes_code if nodes_code != EXIT_OK else master_code

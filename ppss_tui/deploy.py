@@ -72,18 +72,19 @@ def dir_spec(node: NodeSpec) -> str:
 # ---- the common frame: every node in parallel, one line each --------------------------------
 
 class Reporter:
-    def __init__(self, nodes: tuple[NodeSpec, ...], out=None) -> None:
-        self.width = max((len(n.name) for n in nodes), default=4)
+    def __init__(self, nodes: tuple[NodeSpec, ...], out=None, width: int = 4) -> None:
+        self.width = max((len(n.name) for n in nodes), default=width)
+        self.width = max(self.width, width)
         self.out = out or sys.stdout
 
     def line(self, r: NodeResult) -> None:
         print(f"{r.node.name:<{self.width}}  {r.word:<11} {r.detail}".rstrip(), file=self.out, flush=True)
 
 
-async def for_each_node(cluster: Cluster, action, verb: str, out=None) -> int:
+async def for_each_node(cluster: Cluster, action, verb: str, out=None, width: int = 4) -> int:
     """Run ``action(conn, node) -> (word, detail)`` on every node; print a line per node; exit code."""
     nodes = cluster.nodes
-    reporter = Reporter(nodes, out)
+    reporter = Reporter(nodes, out, width)
     gate = asyncio.Semaphore(MAX_PARALLEL)
 
     async def one(node: NodeSpec) -> NodeResult:
