@@ -6,10 +6,12 @@ deploy  For every node of the cluster file, in parallel (at most 8 SSH logins at
         the cluster file, default ``~/.ppss``) and install the worker there; install the
         node->master key (``node_key``) as ``master_key`` (mode 0600 from creation) and the
         master's host key as ``known_hosts``; with ``--autostart`` add an ``@reboot`` crontab
-        line. A second run upgrades in place, or reports "up to date".
+        line. A second run upgrades in place, or reports "up to date". Each node then logs into
+        the master as its worker will (``check.node_master_check``): a refused key fails it.
 start   Launch the deployed worker on every node, detached from the SSH session, with the node's
         name and slots from the cluster file. A node already running a worker for the job keeps it.
-erase   Stop the workers, remove the deployment directory's ppss files and the crontab line.
+erase   Stop the workers, remove the deployment directory's ppss files, the crontab line and the
+        copy-mode work directory (~/.cache/ppss/work); name the master's authorized_keys line.
 
 One result line per node. Exit status: 0 every node succeeded; 2 usage error (cluster file,
 missing key file, erase not confirmed); 3 at least one node could not be reached (connection,

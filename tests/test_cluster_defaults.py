@@ -101,3 +101,23 @@ def test_trust_prompt_names_the_file_and_a_changed_key_is_refused(site, monkeypa
     out = capsys.readouterr().out
     assert "HOST KEY CHANGED" in out and f"{cluster.master.host}:{cluster.master.port}" in out
     assert "added 2 keys" in out  # the new ones still are; the changed one is left alone
+
+
+def test_init_over_sftp_counts_and_follows_symlinks(site):
+    cluster, home, work, jobs = site
+    (work / "known_hosts").write_text(cluster.known_hosts.read_text())
+    src = work / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "a").write_text("a")
+    (src / "d" / "b").write_text("b")
+    (src / "in").symlink_to("d/b")
+    (src / "out").symlink_to("/etc/hostname")
+    (src / "dangling").symlink_to("nowhere")
+    r = run([*CONSOLE, "init", "plain", "--source-dir", str(src), "--command", "true"], work, home)
+    assert r.returncode == 0, r.stderr
+    assert "2 items" in r.stdout and "not followed: 3 symlinks" in r.stdout and "--follow-symlinks" in r.stdout
+    r = run([*CONSOLE, "init", "follow", "--source-dir", str(src), "--follow-symlinks", "--command", "true"],
+            work, home)
+    assert r.returncode == 0, r.stderr
+    assert "3 items" in r.stdout and "not followed: 2 symlinks" in r.stdout
+    assert "ppss-console start" in r.stdout
