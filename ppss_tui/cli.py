@@ -266,6 +266,9 @@ def run_console(args) -> int:
     if path is None:
         raise UsageError(no_cluster_message())
     args.cluster = path
+    cluster = effective_cluster(args)
+    if not cluster.master.is_local:
+        require_known_hosts(cluster)  # else the console would only show "cannot connect"
     from .app import run_console as run
     return run(args)
 

@@ -115,6 +115,9 @@ async def for_each_node(cluster: Cluster, action, verb: str, out=None, width: in
     results = await asyncio.gather(*(one(n) for n in nodes))
     counts = {k: sum(1 for r in results if r.outcome == k) for k in (OK, UNREACHABLE, FAILED)}
     summary = f"{verb}: {counts[OK]} of {len(results)} nodes ok"
+    warned = sum(1 for r in results if r.outcome == OK and "WARNING" in r.detail)
+    if warned:
+        summary += f" ({warned} with a WARNING)"
     if counts[UNREACHABLE]:
         summary += f", {counts[UNREACHABLE]} unreachable"
     if counts[FAILED]:

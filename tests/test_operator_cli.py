@@ -144,6 +144,8 @@ def test_missing_known_hosts_file_names_trust(tmp_path):
         r = run(*args, cwd=tmp_path)
         assert r.returncode == 3, r.stderr
         assert r.stderr.strip() == f"ppss-console: known_hosts file {missing} does not exist: run ppss-console trust"
+    r = run(cwd=tmp_path)  # the console says it before opening
+    assert r.returncode == 3 and f"known_hosts file {missing} does not exist" in r.stderr
     # the flag overrides the cluster file's setting
     other = tmp_path / "other"
     r = run("status", "--known-hosts", str(other), cwd=tmp_path)
