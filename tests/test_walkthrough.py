@@ -276,9 +276,7 @@ def test_readme_walkthrough_runs_as_written(site):
         rel = item.relative_to((site.srv / "data").resolve())
         (gz,) = [p for p in made if p.parent.relative_to(out) == rel]
         assert gzip.decompress(gz.read_bytes()) == item.read_bytes()
-    # items ran under the node accounts, never the master's
-    logs = b"".join(p.read_bytes() for p in (site.srv / "jobs" / "gz" / "logs").rglob("*.log"))
-    del logs  # gzip writes nothing; the nodes' names are in the job log instead
+    # the items ran on the two nodes (their names are in the job log)
     nodes = {json.loads(line)["node"] for p in (site.srv / "jobs" / "gz" / "joblog").glob("*.jsonl")
              for line in p.read_text().splitlines()}
     assert nodes <= {site.servers["node1"].host, site.servers["node2"].host} and nodes
@@ -380,6 +378,6 @@ def test_check_names_each_broken_link(site):
     r = console(site, "check")
     lines = node_lines(r.stdout, site)
     assert r.returncode == 3 and lines["node2"].startswith("UNREACHABLE") and "login refused" in lines["node2"]
-    assert lines["node1"].startswith("ok") and "check: 1 of 2 nodes ok, 1 unreachable" in r.stdout
+    assert lines["node1"].startswith("ok") and "check: 1 of 2 nodes ok (1 with a WARNING), 1 unreachable" in r.stdout
     node2_keys.write_text(saved2)
     assert console(site, "erase", "--yes").returncode == 0
