@@ -8,43 +8,56 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import humanize
 
 from worker import layout as L
-from worker.address import parse_address
-from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_USAGE, PpssError, UsageError
-from worker.jobops import failed_items, init_job, list_source_dir, set_state, split_items
+from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, PpssError, UsageError
+from worker.jobops import failed_items, init_job, split_items
 from worker.jobstatus import read_job_status, read_spec
 from worker.reconcile import count_records
+from worker.sourcedir import scan_source_dir
 from worker.store import open_store
 
-
-def _ssh_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--identity", help="SSH private key (default: agent and ~/.ssh keys)")
-    p.add_argument("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
-
-
-def _master(p: argparse.ArgumentParser) -> None:
-    p.add_argument("master", help="the job: ssh://[user@]host[:port]/path, or a local path")
-    _ssh_args(p)
+from . import check, demo, deploy
+from .clusterfile import Cluster, load_cluster
+from .context import ENV_VAR, cluster_path, effective_cluster, no_cluster_message, require_known_hosts
+from .nodesel import set_nodes_state
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ppss-console", description=__doc__.split("\n")[0],
-                                epilog=__doc__.split("\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cluster", "-c", default="ppss.yaml", help="cluster file (default ./ppss.yaml)")
-    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ppss")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
+        from worker import __version__
+        return __version__
 
-    s = sub.add_parser("init", help="create a job on the master")
-    _master(s)
+
+def _ssh_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--identity", help="SSH private key (default: the cluster file's identity, "
+                                              "else agent and ~/.ssh keys)")
+    p.add_argument("--known-hosts", help="known_hosts file (default: the cluster file's, else ~/.ssh/known_hosts)")
+
+
+def _job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", nargs="?", metavar="JOB",
+                   help="ssh://[user@]host[:port]/path, a local path, or NAME under the cluster's master "
+                        "(default: the cluster file's master)")
+    _ssh_options(p)
+
+
+def init_options(s: argparse.ArgumentParser) -> None:
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--source-file", help="local file, one item per line ('-' = stdin)")
     src.add_argument("--source-dir", help="directory on the master: every regular file is an item")
     s.add_argument("--no-recurse", action="store_true", help="with --source-dir: top level only")
+    s.add_argument("--follow-symlinks", action="store_true",
+                   help="with --source-dir: also take files that symlinks inside the source point to")
     s.add_argument("--null", "-0", action="store_true", help="with --source-file: items end with NUL")
     s.add_argument("--command", required=True, help="shell command run per item; the item is in $ITEM")
     s.add_argument("--retries", type=int, default=0, help="extra attempts for a failing item (default 0)")
@@ -56,51 +69,83 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--file-server", help="with --transfer copy: ssh://[user@]host[:port] holding the files")
     s.add_argument("--watch", action="store_true", help="with --source-dir: keep picking up new files")
 
-    s = sub.add_parser("status", help="totals and nodes of a job")
-    _master(s)
+
+def status_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--recount", action="store_true", help="count done/failed records exactly (lists them)")
 
-    for name, state, text in (("pause", "paused", "start nothing new (running items finish)"),
-                              ("resume", "running", "run again"),
-                              ("stop", "stopped", "let running items finish, then workers exit"),
-                              ("suspend", "suspended", "freeze running items (SIGSTOP)")):
-        s = sub.add_parser(name, help=text)
-        _master(s)
-        s.add_argument("--node", help="only this node (default: the whole job)")
-        s.set_defaults(state=state)
 
-    s = sub.add_parser("failed", help="list failed items with exit code and node")
-    _master(s)
+def state_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--node", help="only these nodes, e.g. node3 or node[1-3] (default: the whole job)")
+    s.add_argument("--force", action="store_true",
+                   help="with --node: accept a node neither in the cluster file nor seen by the job yet")
+
+
+def failed_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--json", action="store_true")
 
-    s = sub.add_parser("trust", help="show a host's key fingerprint and add it to known_hosts")
-    s.add_argument("host", help="[user@]host[:port]")
-    s.add_argument("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)")
-    s.add_argument("--yes", action="store_true", help="do not ask; trust the key shown")
 
-    from .deploy import add_parsers as add_deploy_parsers
-    add_deploy_parsers(sub, _cluster_option)
-    from .demo import add_parser as add_demo_parser
-    add_demo_parser(sub)
+def trust_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("host", nargs="?", help="[user@]host[:port] (default: every host of the cluster file)")
+    s.add_argument("--known-hosts", help="known_hosts file (default: the cluster file's, else ~/.ssh/known_hosts)")
+    s.add_argument("--yes", action="store_true", help="do not ask; trust the keys shown")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its parser options and what runs it. Adding a command is one entry below."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], Awaitable[int] | int]
+    options: Callable[[argparse.ArgumentParser], None] | None = None
+    job: bool = True  # takes JOB and -i/--known-hosts
+    description: str | None = None
+    epilog: str | None = None
+    defaults: dict = field(default_factory=dict)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ppss-console", description=__doc__.split("\n")[0],
+                                epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--cluster", "-c", default=None,
+                   help=f"cluster file (default ./ppss.yaml, then ${ENV_VAR})")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    for c in COMMANDS:
+        s = sub.add_parser(c.name, help=c.help, description=c.description or c.help[:1].upper() + c.help[1:],
+                           epilog=c.epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        # SUPPRESS: "ppss-console -c F deploy" and "ppss-console deploy -c F" both work.
+        s.add_argument("--cluster", "-c", default=argparse.SUPPRESS,
+                       help=f"cluster file (default ./ppss.yaml, then ${ENV_VAR})")
+        if c.job:
+            _job_options(s)
+        if c.options:
+            c.options(s)
+        s.set_defaults(handler=c, **c.defaults)
     return p
 
 
-def _cluster_option(p: argparse.ArgumentParser) -> None:
-    # SUPPRESS: "ppss-console --cluster F deploy" and "ppss-console deploy --cluster F" both work.
-    p.add_argument("--cluster", "-c", default=argparse.SUPPRESS, help="cluster file (default ./ppss.yaml)")
+def _job_cluster(args) -> Cluster:
+    cluster = effective_cluster(args)
+    if not cluster.master.is_local:
+        require_known_hosts(cluster)
+    return cluster
 
 
 async def _open(args):
-    return await open_store(parse_address(args.master), args.identity, args.known_hosts, reconnect=False)
+    cluster = _job_cluster(args)
+    args.address = cluster.master
+    return await open_store(cluster.master, cluster.identity, cluster.known_hosts, reconnect=False)
 
 
 async def cmd_init(args) -> int:
-    address = parse_address(args.master)
-    if args.source_dir is None and (args.no_recurse or args.watch):
-        raise UsageError("--no-recurse and --watch go with --source-dir")
+    if args.source_dir is None and (args.no_recurse or args.watch or args.follow_symlinks):
+        raise UsageError("--no-recurse, --follow-symlinks and --watch go with --source-dir")
     if args.source_file is None and args.null:
         raise UsageError("--null goes with --source-file")
+    skipped = 0
     store = await _open(args)
     try:
         if args.source_file is not None:
@@ -115,7 +160,8 @@ async def cmd_init(args) -> int:
             items = split_items(data, args.null, args.source_file)
             kind, source = "file", args.source_file
         else:
-            items = await list_source_dir(store, args.source_dir, not args.no_recurse)
+            items, skipped = await scan_source_dir(store, args.source_dir, not args.no_recurse,
+                                                   args.follow_symlinks)
             kind, source = "dir", await store.realpath(args.source_dir)
         result = await init_job(store, args.command, items, kind, source, retries=args.retries,
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
@@ -124,8 +170,12 @@ async def cmd_init(args) -> int:
     finally:
         await store.close()
     dup = f" ({result.duplicates} duplicate items skipped)" if result.duplicates else ""
-    print(f"created job {address.display()}: {result.spec.total} items{dup}")
-    print(f"start workers with: ppss-worker {address.display()} --slots N")
+    print(f"created job {args.address.display()}: {result.spec.total} items{dup}")
+    if skipped:
+        hint = "" if args.follow_symlinks else "; --follow-symlinks takes files they point to inside the source"
+        print(f"not followed: {skipped} symlinks or other non-regular files{hint}")
+    print("start workers with: ppss-console start (nodes of the cluster file), "
+          f"or on each node: ppss-worker {args.address.display()} --slots N")
     return EXIT_OK
 
 
@@ -150,7 +200,7 @@ async def cmd_status(args) -> int:
         print(json.dumps(data))
     else:
         total = data["total"] or 1
-        print(f"job {parse_address(args.master).display()}: {data['done']}/{data['total']} done "
+        print(f"job {args.address.display()}: {data['done']}/{data['total']} done "
               f"({100 * data['done'] / total:.1f}%), {data['running']} running, {data['failed']} failed, "
               f"{data['pending']} pending" + ("" if exact is None else " (recounted)"))
         if status.control_error:
@@ -170,13 +220,14 @@ async def cmd_status(args) -> int:
 
 
 async def cmd_state(args) -> int:
+    cluster = _job_cluster(args)
     store = await _open(args)
     try:
-        control = await set_state(store, args.state, args.node)
+        control, nodes = await set_nodes_state(store, args.state, args.node, cluster, args.force)
     finally:
         await store.close()
-    who = f"node {args.node}" if args.node else "job"
-    print(f"{who}: {args.state}" + ("" if args.node else f" (control.yaml state: {control.state})"))
+    who = "job" if nodes is None else ("node " if len(nodes) == 1 else "nodes ") + args.node
+    print(f"{who}: {args.state}" + ("" if nodes else f" (control.yaml state: {control.state})"))
     return EXIT_OK
 
 
@@ -199,32 +250,63 @@ async def cmd_failed(args) -> int:
 
 
 async def cmd_trust(args) -> int:
-    from .trust import trust_host
-    return await trust_host(args.host, args.known_hosts, args.yes)
+    from .trust import trust_cluster, trust_host
+    if args.host:
+        known = args.known_hosts
+        path = cluster_path(getattr(args, "cluster", None))
+        if not known and path:
+            known = load_cluster(path).known_hosts
+        return await trust_host(args.host, known, args.yes)
+    return await trust_cluster(effective_cluster(args, need_cluster=True), args.yes)
 
 
-async def cmd_nodes(args) -> int:
-    from .deploy import COMMANDS as NODE_COMMANDS
-    return await NODE_COMMANDS[args.cmd](args)
+def run_console(args) -> int:
+    """The Textual console on the cluster file (-c FILE, ./ppss.yaml, $PPSS_CLUSTER)."""
+    path = cluster_path(args.cluster)
+    if path is None:
+        raise UsageError(no_cluster_message())
+    args.cluster = path
+    cluster = effective_cluster(args)
+    if not cluster.master.is_local:
+        require_known_hosts(cluster)  # else the console would only show "cannot connect"
+    from .app import run_console as run
+    return run(args)
 
 
-COMMANDS = {"deploy": cmd_nodes, "start": cmd_nodes, "erase": cmd_nodes,
-            "init": cmd_init, "status": cmd_status, "pause": cmd_state, "resume": cmd_state,
-            "stop": cmd_state, "suspend": cmd_state, "failed": cmd_failed, "trust": cmd_trust}
+def _state(name: str, state: str, text: str) -> Command:
+    return Command(name, text, cmd_state, state_options, defaults={"state": state})
+
+
+COMMANDS: list[Command] = [
+    Command("init", "create a job on the master", cmd_init, init_options),
+    Command("status", "totals and nodes of a job", cmd_status, status_options),
+    _state("pause", "paused", "start nothing new (running items finish)"),
+    _state("resume", "running", "run again"),
+    _state("stop", "stopped", "let running items finish, then workers exit"),
+    _state("suspend", "suspended", "freeze running items (SIGSTOP)"),
+    Command("failed", "list failed items with exit code and node", cmd_failed, failed_options),
+    Command("trust", "show host key fingerprints and add them to known_hosts", cmd_trust, trust_options,
+            job=False),
+    Command("check", "preflight: every link from here to the nodes and from the nodes to the master",
+            check.run_check, deploy.node_key_option, epilog=check.EPILOG),
+    Command("deploy", "install the worker on every node of the cluster file (over SSH)", deploy.cmd_deploy,
+            deploy.deploy_options, description=deploy.DEPLOY_TEXT, epilog=deploy.DEPLOY_EPILOG),
+    Command("start", "start the deployed worker on every node (detached)", deploy.cmd_start,
+            deploy.node_key_option, description=deploy.START_TEXT, epilog=deploy.START_EPILOG),
+    Command("erase", "stop workers and remove the deployment from every node", deploy.cmd_erase,
+            deploy.erase_options, job=False, description=deploy.ERASE_TEXT, epilog=deploy.ERASE_EPILOG),
+    Command("demo", "run a real job on this machine (no SSH) and watch it", demo.run_demo,
+            demo.add_arguments, job=False, description=demo.DESCRIPTION, epilog=demo.EPILOG),
+]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.cmd is None:
-            from .app import run_console
-            code = run_console(args)
-        elif args.cmd == "demo":  # runs its own event loop (and maybe the Textual app)
-            from .demo import run_demo
-            code = run_demo(args)
-        else:
-            code = asyncio.run(COMMANDS[args.cmd](args))
+        handler = getattr(args, "handler", None)
+        result = run_console(args) if handler is None else handler.run(args)
+        code = asyncio.run(result) if asyncio.iscoroutine(result) else result
     except PpssError as exc:
         print(f"ppss-console: {exc}", file=sys.stderr)
         code = exc.exit_code

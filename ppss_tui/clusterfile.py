@@ -6,7 +6,9 @@
     node_key: ~/.ssh/ppss_node         # optional (deploy): key nodes use to reach the master
     nodes:
       - ppss@node1                     # user@host[:port]
+      - ppss@node[02-64]               # a range: node02 ... node64 (ClusterShell's NodeSet)
       - {name: n2, host: 10.0.0.2, user: ppss, port: 22, slots: 4, dir: ~/ppss}
+      - {host: "10.0.0.[3-5]", slots: 2}   # a range in a mapping: one node per address
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from worker.errors import PpssError, UsageError
 from worker.sshconn import SshTarget
 from worker.yamlio import load_yaml
 
+from .nodesel import expand
 from .trust import split_login
 
 NODE_KEYS = {"name", "host", "user", "port", "slots", "dir"}
@@ -80,7 +83,8 @@ def _known_keys(mapping: dict, allowed: set[str], where: str) -> None:
                                f"(expected {', '.join(sorted(allowed))})")
 
 
-def parse_node(entry, where: str, index: int) -> NodeSpec:
+def parse_nodes(entry, where: str, index: int) -> list[NodeSpec]:
+    """One entry of ``nodes:``; a host range (``node[01-64]``, ``10.0.0.[1-3]``) gives one node each."""
     here = f"{where}: nodes[{index}]"
     if isinstance(entry, str):
         parts = split_login(entry)
@@ -93,6 +97,18 @@ def parse_node(entry, where: str, index: int) -> NodeSpec:
     host = entry.get("host")
     if not host or not isinstance(host, str):
         raise ClusterFileError(f"{here}: 'host' is missing")
+    hosts = expand(host, f"{here}: host", ClusterFileError)
+    if len(hosts) == 1:
+        return [parse_node(entry, here)]
+    names = expand(str(entry["name"]), f"{here}: name", ClusterFileError) if entry.get("name") else hosts
+    if len(names) != len(hosts):
+        raise ClusterFileError(f"{here}: name {entry['name']!r} names {len(names)} nodes but host "
+                               f"{host!r} {len(hosts)}")
+    return [parse_node({**entry, "host": h, "name": n}, here) for h, n in zip(hosts, names)]
+
+
+def parse_node(entry: dict, here: str) -> NodeSpec:
+    host = entry["host"]
     port = entry.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
         raise ClusterFileError(f"{here}: port {port!r} is not a TCP port")
@@ -121,7 +137,7 @@ def parse_cluster(text: bytes | str, where: str = "ppss.yaml", base: str = ".") 
     nodes_data = data.get("nodes") or []
     if not isinstance(nodes_data, list):
         raise ClusterFileError(f"{where}: nodes: expected a list")
-    nodes = tuple(parse_node(e, where, i) for i, e in enumerate(nodes_data))
+    nodes = tuple(n for i, e in enumerate(nodes_data) for n in parse_nodes(e, where, i))
     names = [n.name for n in nodes]
     dup = {n for n in names if names.count(n) > 1}
     if dup:

@@ -38,10 +38,12 @@ DEFAULT_SLOTS = 2
 CONSOLE_PACE = 0.5  # seconds per item in the console: slow enough to watch, pause and resume
 
 
-def add_parser(sub) -> None:
-    s = sub.add_parser("demo", help="run a real job on this machine (no SSH) and watch it",
-                       description=__doc__.split("\n\n")[1].replace("``", ""),
-                       epilog=__doc__.split("\n\n")[2])
+DESCRIPTION = __doc__.split("\n\n")[1].replace("``", "")
+EPILOG = __doc__.split("\n\n")[2]
+
+
+def add_arguments(s: argparse.ArgumentParser) -> None:
+    """The demo's options (registered in ppss_tui/cli.py's COMMANDS)."""
     s.add_argument("--headless", action="store_true",
                    help="print a progress line every second instead of opening the console")
     s.add_argument("--items", type=int, default=DEFAULT_ITEMS, help=f"files to compress (default {DEFAULT_ITEMS})")

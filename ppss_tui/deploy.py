@@ -6,10 +6,12 @@ deploy  For every node of the cluster file, in parallel (at most 8 SSH logins at
         the cluster file, default ``~/.ppss``) and install the worker there; install the
         node->master key (``node_key``) as ``master_key`` (mode 0600 from creation) and the
         master's host key as ``known_hosts``; with ``--autostart`` add an ``@reboot`` crontab
-        line. A second run upgrades in place, or reports "up to date".
+        line. A second run upgrades in place, or reports "up to date". Each node then logs into
+        the master as its worker will (``check.node_master_check``): a refused key fails it.
 start   Launch the deployed worker on every node, detached from the SSH session, with the node's
         name and slots from the cluster file. A node already running a worker for the job keeps it.
-erase   Stop the workers, remove the deployment directory's ppss files and the crontab line.
+erase   Stop the workers, remove the deployment directory's ppss files, the crontab line and the
+        copy-mode work directory (~/.cache/ppss/work); name the master's authorized_keys line.
 
 One result line per node. Exit status: 0 every node succeeded; 2 usage error (cluster file,
 missing key file, erase not confirmed); 3 at least one node could not be reached (connection,
@@ -20,10 +22,12 @@ missing, installation or start failed, --autostart impossible).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import os
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 
@@ -32,7 +36,9 @@ import asyncssh
 from worker.errors import EXIT_CONNECT, EXIT_OK, ConnectError, PpssError, UsageError
 from worker.sshconn import SshTarget, connect, known_host_keys
 
-from .clusterfile import Cluster, NodeSpec, load_cluster
+from .clusterfile import Cluster, NodeSpec
+from .context import effective_cluster, require_known_hosts
+from .prompt import ask_yes_no
 from .remote import (DEFAULT_DIR, autostart_script, erase_script, install_script, launcher, parse_kv,
                      probe_script, run_script, start_script)
 from .trust import known_hosts_entry
@@ -68,18 +74,19 @@ def dir_spec(node: NodeSpec) -> str:
 # ---- the common frame: every node in parallel, one line each --------------------------------
 
 class Reporter:
-    def __init__(self, nodes: tuple[NodeSpec, ...], out=None) -> None:
-        self.width = max((len(n.name) for n in nodes), default=4)
+    def __init__(self, nodes: tuple[NodeSpec, ...], out=None, width: int = 4) -> None:
+        self.width = max((len(n.name) for n in nodes), default=width)
+        self.width = max(self.width, width)
         self.out = out or sys.stdout
 
     def line(self, r: NodeResult) -> None:
         print(f"{r.node.name:<{self.width}}  {r.word:<11} {r.detail}".rstrip(), file=self.out, flush=True)
 
 
-async def for_each_node(cluster: Cluster, action, verb: str, out=None) -> int:
+async def for_each_node(cluster: Cluster, action, verb: str, out=None, width: int = 4) -> int:
     """Run ``action(conn, node) -> (word, detail)`` on every node; print a line per node; exit code."""
     nodes = cluster.nodes
-    reporter = Reporter(nodes, out)
+    reporter = Reporter(nodes, out, width)
     gate = asyncio.Semaphore(MAX_PARALLEL)
 
     async def one(node: NodeSpec) -> NodeResult:
@@ -108,6 +115,9 @@ async def for_each_node(cluster: Cluster, action, verb: str, out=None) -> int:
     results = await asyncio.gather(*(one(n) for n in nodes))
     counts = {k: sum(1 for r in results if r.outcome == k) for k in (OK, UNREACHABLE, FAILED)}
     summary = f"{verb}: {counts[OK]} of {len(results)} nodes ok"
+    warned = sum(1 for r in results if r.outcome == OK and "WARNING" in r.detail)
+    if warned:
+        summary += f" ({warned} with a WARNING)"
     if counts[UNREACHABLE]:
         summary += f", {counts[UNREACHABLE]} unreachable"
     if counts[FAILED]:
@@ -120,10 +130,14 @@ async def for_each_node(cluster: Cluster, action, verb: str, out=None) -> int:
     return EXIT_OK
 
 
-def load_for_nodes(args) -> Cluster:
-    cluster = load_cluster(args.cluster)
+def load_for_nodes(args, need_master: bool = True) -> Cluster:
+    """The cluster file with the command line's overrides; it must list nodes."""
+    if not need_master:
+        args.job = None
+    cluster = effective_cluster(args, need_cluster=True)
     if not cluster.nodes:
         raise UsageError(f"{cluster.path}: no nodes listed (nodes: [user@host[:port], ...])")
+    require_known_hosts(cluster)
     return cluster
 
 
@@ -231,6 +245,18 @@ def needs_install(info: dict[str, str], wanted: dict[str, str]) -> bool:
     return any(have.get(name) != version for name, version in wanted.items())
 
 
+def install_outcome(info: dict[str, str], wheelset, install: bool, old: str | None) -> tuple[str, str]:
+    where = f"{info['dir']}, python {info['py_version']}"
+    if not install:
+        return "up to date", f"ppss {wheelset.ppss_version} in {where}"
+    if old and old != wheelset.ppss_version:
+        return "upgraded", f"ppss {old} -> {wheelset.ppss_version} in {where}"
+    if old:
+        return "repaired", f"ppss {wheelset.ppss_version} reinstalled in {where}"
+    mb = wheelset.size() / 1e6
+    return "installed", f"ppss {wheelset.ppss_version} in {where}, {len(wheelset.files)} wheels ({mb:.1f} MB)"
+
+
 async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, wheelsets: WheelSets,
                       autostart: bool, allow_root: bool) -> tuple[str, str]:
     code, out, err = await run_script(conn, probe_script(dir_spec(node)))
@@ -275,16 +301,7 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
         if result.get("install") != "ok":
             last = (err or out).strip().splitlines()
             raise NodeFailure(result.get("error") or (last[-1] if last else f"install failed (exit {code})"))
-    where = f"{d}, python {info['py_version']}"
-    if not install:
-        word, detail = "up to date", f"ppss {wheelset.ppss_version} in {where}"
-    elif old and old != wheelset.ppss_version:
-        word, detail = "upgraded", f"ppss {old} -> {wheelset.ppss_version} in {where}"
-    elif old:
-        word, detail = "repaired", f"ppss {wheelset.ppss_version} reinstalled in {where}"
-    else:
-        mb = wheelset.size() / 1e6
-        word, detail = "installed", f"ppss {wheelset.ppss_version} in {where}, {len(wheelset.files)} wheels ({mb:.1f} MB)"
+    word, detail = install_outcome(info, wheelset, install, old)
     if payload.node_key is None and not cluster.master.is_local:
         detail += "; no node_key in the cluster file: the worker uses the account's own SSH keys"
     if autostart:
@@ -300,12 +317,17 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
 
 
 async def cmd_deploy(args) -> int:
+    from .check import node_master_check
     cluster = load_for_nodes(args)
     payload = read_payload(cluster)
     wheelsets = WheelSets()
 
     async def action(conn, node):
-        return await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart, args.allow_root)
+        word, detail = await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart, args.allow_root)
+        found = await node_master_check(conn, node, cluster, need_job=False)
+        if found.failures:
+            raise NodeFailure(f"{word} ({detail}), but: " + "; ".join(found.failures))
+        return word, "; ".join([detail, *found.ok, *found.warnings])
 
     return await for_each_node(cluster, action, "deploy")
 
@@ -356,8 +378,9 @@ async def erase_node(conn, node: NodeSpec) -> tuple[str, str]:
     info = parse_kv(out)
     if "dir" not in info:
         raise NodeFailure(f"erase failed (exit {code}): {(err or out).strip()[-300:]}")
+    work = f"; removed the work directory {info['work']}" if info.get("work") else ""
     if "nothing" in info:
-        return "nothing", f"no ppss deployment in {info['dir']}"
+        return "nothing", f"no ppss deployment in {info['dir']}{work}"
     parts = []
     if info.get("stopped"):
         parts.append(f"stopped worker pid{info['stopped']}")
@@ -369,60 +392,77 @@ async def erase_node(conn, node: NodeSpec) -> tuple[str, str]:
         parts.append(f"removed {info['dir']}")
     else:
         parts.append(f"removed the ppss files; kept {info['dir']} (holds other files: {info.get('kept', '').strip()})")
-    return "erased", "; ".join(parts)
+    return "erased", "; ".join(parts) + work
 
 
-def confirm(cluster: Cluster, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError("erase: not a terminal; run again with --yes to confirm")
+def confirm_erase(cluster: Cluster, yes: bool) -> None:
     names = ", ".join(n.name for n in cluster.nodes[:8]) + (" ..." if len(cluster.nodes) > 8 else "")
-    answer = input(f"Stop the workers and remove the ppss deployment (venv, keys, logs, autostart) from "
-                   f"{len(cluster.nodes)} nodes ({names})? [y/N] ").strip().lower()
-    if answer not in ("y", "yes"):
+    question = (f"Stop the workers and remove the ppss deployment (venv, keys, logs, autostart, work "
+                f"directory) from {len(cluster.nodes)} nodes ({names})?")
+    if not ask_yes_no(question, yes, "erase: not a terminal; run again with --yes to confirm"):
         raise UsageError("erase: not confirmed; nothing changed")
 
 
+def authorized_keys_hint(cluster: Cluster) -> str | None:
+    """Which line of the master's authorized_keys let the nodes in (deploy installed its key)."""
+    if not cluster.node_key or cluster.master.is_local:
+        return None
+    try:
+        with open(cluster.node_key + ".pub") as fh:
+            line = " ".join(fh.read().split()[:3])
+    except OSError:
+        line = f"the public key of {cluster.node_key}"
+    m = cluster.master
+    who = f"{m.user + '@' if m.user else ''}{m.host}"
+    return (f"the nodes' key still opens {who}: if no node needs it any more, remove from that account's "
+            f"~/.ssh/authorized_keys the line with: {line}")
+
+
 async def cmd_erase(args) -> int:
-    cluster = load_for_nodes(args)
-    confirm(cluster, args.yes)
+    cluster = load_for_nodes(args, need_master=False)
+    confirm_erase(cluster, args.yes)
 
     async def action(conn, node):
         return await erase_node(conn, node)
 
-    return await for_each_node(cluster, action, "erase")
+    code = await for_each_node(cluster, action, "erase")
+    hint = authorized_keys_hint(cluster)
+    if hint:
+        print(hint)
+    return code
 
 
-COMMANDS = {"deploy": cmd_deploy, "start": cmd_start, "erase": cmd_erase}
+DEPLOY_TEXT = ("Install the worker on every node of the cluster file, over SSH/SFTP, from wheels prepared "
+               "on this machine (nodes need no internet), then check that each node reaches the master.")
+START_TEXT = "Start the deployed worker on every node, detached, unless one already runs for the job."
+ERASE_TEXT = ("Stop the workers and remove the ppss deployment (venv, keys, logs, autostart line, work "
+              "directory) from every node.")
+_RESULT = "One result line per node, then a summary. Exit status: 0 every node succeeded; "
+_wrap = functools.partial(textwrap.fill, width=96)
+DEPLOY_EPILOG = _wrap(_RESULT + "2 usage error (cluster file, missing key file); 3 at least one node could not "
+                 "be reached (connection, host key, login); 6 otherwise, at least one node failed (root "
+                 "account refused, python3/venv/disk missing, installation failed, --autostart impossible, "
+                 "the node cannot log into the master).")
+START_EPILOG = _wrap(_RESULT + "2 usage error (cluster file); 3 at least one node could not be reached "
+                "(connection, host key, login); 6 otherwise, at least one node failed (not deployed, the "
+                "worker exited at once).")
+ERASE_EPILOG = _wrap(_RESULT + "2 usage error (cluster file, erase not confirmed); 3 at least one node could not "
+                "be reached; 6 otherwise, at least one node failed.")
 
 
-EPILOG = __doc__[__doc__.index("One result line per node."):]
+def node_key_option(s) -> None:
+    s.add_argument("--node-key", help="key the nodes use to reach the master (default: the cluster file's node_key)")
 
 
-def add_parsers(sub, cluster_option) -> None:
-    import argparse
-    fmt = {"epilog": EPILOG, "formatter_class": argparse.RawDescriptionHelpFormatter}
-    s = sub.add_parser("deploy", help="install the worker on every node of the cluster file (over SSH)",
-                       description="Install the worker on every node of the cluster file, over SSH/SFTP, "
-                                   "from wheels prepared on this machine (nodes need no internet).", **fmt)
-    cluster_option(s)
+def deploy_options(s) -> None:
+    node_key_option(s)
     s.add_argument("--autostart", action="store_true", help="also add an @reboot crontab line on each node")
     s.add_argument("--allow-root", action="store_true", help="deploy to root accounts too (refused by default)")
-    s = sub.add_parser("start", help="start the deployed worker on every node (detached)",
-                       description="Start the deployed worker on every node, detached, unless one already "
-                                   "runs for the job.", **fmt)
-    cluster_option(s)
-    s = sub.add_parser("erase", help="stop workers and remove the deployment from every node",
-                       description="Stop the workers and remove the ppss deployment (venv, keys, logs, "
-                                   "autostart line) from every node.", **fmt)
-    cluster_option(s)
+
+
+def erase_options(s) -> None:
     s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
-def run(args) -> int:
-    return asyncio.run(COMMANDS[args.cmd](args))
-
-
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit("use: ppss-console deploy|start|erase --cluster FILE")
+    raise SystemExit("use: ppss-console deploy|start|erase [-c FILE]")

@@ -194,8 +194,12 @@ def erase_script(dir_spec: str) -> str:
     return RESOLVE_DIR + f"""
 D=$(ppss_dir {q(dir_spec)})
 printf 'dir=%s\\n' "$D"
-if [ ! -d "$D" ]; then echo nothing=yes; exit 0; fi
-if [ ! -f "$D/.ppss-deploy" ] && [ ! -d "$D/venv" ]; then echo nothing=yes; exit 0; fi
+rm_work() {{  # copy mode's local copies of items (worker/transfer.py default_work_root)
+  W="${{XDG_CACHE_HOME:-$HOME/.cache}}/ppss/work"
+  if [ -d "$W" ]; then rm -rf "$W" && printf 'work=%s\\n' "$W"; fi
+}}
+if [ ! -d "$D" ]; then rm_work; echo nothing=yes; exit 0; fi
+if [ ! -f "$D/.ppss-deploy" ] && [ ! -d "$D/venv" ]; then rm_work; echo nothing=yes; exit 0; fi
 PIDS=""
 for f in "$D"/worker-*.pid; do
   [ -f "$f" ] || continue
@@ -222,6 +226,7 @@ if command -v crontab >/dev/null 2>&1; then
     echo cron=removed
   fi
 fi
+rm_work
 rm -rf "$D/venv" "$D/wheels"
 rm -f "$D/master_key" "$D/master_key.tmp" "$D/known_hosts" "$D/.ppss-deploy" "$D"/worker-*
 if rmdir "$D" 2>/dev/null; then echo removed=yes; else printf 'kept=%s\\n' "$(ls -A "$D" | head -n 5 | tr '\\n' ' ')"; fi

@@ -1,8 +1,10 @@
-"""``ppss-console trust HOST``: the explicit step that adds a host key to known_hosts.
+"""``ppss-console trust [HOST]``: the explicit step that adds host keys to known_hosts.
 
-It shows the key's SHA256 fingerprint and asks before writing (``--yes`` to skip the question,
-for scripts that checked the fingerprint another way). A host already known with a different
-key is refused: replacing a changed key is a decision to make by hand.
+It shows the keys' SHA256 fingerprints and asks before writing (``--yes`` to skip the question,
+for scripts that checked the fingerprints another way). A host already known with a different
+key is refused: replacing a changed key is a decision to make by hand. Without HOST: every host
+of the cluster file (master and nodes), one table and one question, written to the cluster
+file's known_hosts (else ``~/.ssh/known_hosts``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import sys
 
 import asyncssh
 
-from worker.errors import ConnectError, UsageError
+from worker.errors import EXIT_CONNECT, ConnectError, UsageError
 from worker.sshconn import CONNECT_TIMEOUT, SshTarget, known_host_keys
+
+from .prompt import ask_yes_no
 
 
 def split_login(text: str) -> tuple[str | None, str, int | None] | None:
@@ -74,13 +78,61 @@ async def trust_host(text: str, known_hosts: str | None, yes: bool, out=None) ->
         raise ConnectError(f"{host}:{port}: HOST KEY CHANGED (it offers {fingerprint}); {path} holds "
                            "another key. Remove the old line by hand if the change is expected")
     print(f"{host}:{port} offers {key.get_algorithm()} key {fingerprint}", file=out)
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("not a terminal: compare the fingerprint, then run again with --yes")
-        answer = input("Trust this key and add it to known_hosts? [y/N] ").strip().lower()
-        if answer not in ("y", "yes"):
-            print("not trusted", file=out)
-            return 1
+    if not ask_yes_no(f"Trust this key and add it to {path}?", yes,
+                      "not a terminal: compare the fingerprint, then run again with --yes"):
+        print("not trusted", file=out)
+        return 1
     append_known_host(path, known_hosts_entry(host, port, key))
     print(f"added to {path}", file=out)
     return 0
+
+
+async def _host_row(host: str, port: int, path: str):
+    """(host, port, key or None, state): state is new, trusted, CHANGED or an error line."""
+    try:
+        key = await fetch_host_key(host, port)
+    except ConnectError as exc:
+        return host, port, None, str(exc)
+    known = known_host_keys(SshTarget(host, port, None, None, path))
+    if not known:
+        return host, port, key, "new"
+    if any(k.public_data == key.public_data for k in known):
+        return host, port, key, "trusted"
+    return host, port, key, "CHANGED"
+
+
+async def trust_cluster(cluster, yes: bool, out=None) -> int:
+    """Every host of the cluster file in one table; one question for the new ones."""
+    out = out or sys.stdout
+    path = cluster.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+    hosts = []
+    if not cluster.master.is_local:
+        hosts.append((cluster.master.host, cluster.master.port or 22))
+    hosts += [(n.host, n.port or 22) for n in cluster.nodes]
+    hosts = list(dict.fromkeys(hosts))
+    if not hosts:
+        raise UsageError(f"{cluster.path}: no SSH host (a local master and no nodes)")
+    rows = await asyncio.gather(*(_host_row(h, p, path) for h, p in hosts))
+    width = max(len(f"{h}:{p}") for h, p, _, _ in rows)
+    for host, port, key, state in rows:
+        shown = f"{key.get_algorithm()} {key.get_fingerprint('sha256')}" if key else ""
+        print(f"{host + ':' + str(port):<{width}}  {state if key else 'UNREACHABLE':<8}  {shown or state}",
+              file=out)
+    new = [(h, p, k) for h, p, k, s in rows if s == "new"]
+    changed = [f"{h}:{p}" for h, p, k, s in rows if s == "CHANGED"]
+    failed = [f"{h}:{p}" for h, p, k, s in rows if k is None]
+    if new:
+        if ask_yes_no(f"Trust these {len(new)} keys and add them to {path}?", yes,
+                      "not a terminal: compare the fingerprints, then run again with --yes"):
+            append_known_host(path, "".join(known_hosts_entry(h, p, k) for h, p, k in new))
+            print(f"added {len(new)} keys to {path}", file=out)
+        else:
+            print("not trusted", file=out)
+            return 1
+    elif not changed and not failed:
+        print(f"every host is already trusted in {path}", file=out)
+    if changed:
+        print(f"HOST KEY CHANGED for {', '.join(changed)}: {path} holds another key; remove the old line "
+              "by hand if the change is expected", file=out)
+        return EXIT_CONNECT
+    return EXIT_CONNECT if failed else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 
@@ -21,10 +22,37 @@ from .store import open_store
 from .transfer import CopyTransfer, default_work_root
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ppss")
+    except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
+        from . import __version__
+        return __version__
+
+
+class EventPrinter:
+    """The worker's connection events on stderr; a retried failure is said once, not per attempt."""
+
+    def __init__(self, node: str, first_delay: float = 0.5) -> None:
+        self.node = node
+        self.last = ""
+        self.first_delay = first_delay
+
+    def __call__(self, text: str) -> None:
+        if text == self.last:
+            return
+        # Everything but the store's "connection ... lost" / "reconnected" comes from a failed attempt.
+        retry = not text.startswith(("connection to ", "reconnected to "))
+        self.last = text
+        suffix = f"; retrying in {self.first_delay:g} s, then with growing delays (said once)" if retry else ""
+        print(f"ppss-worker[{self.node}]: {text}{suffix}", file=sys.stderr, flush=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ppss-worker", description="Process the items of a ppss job on this node.",
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("master", help="the job: ssh://[user@]host[:port]/path, or a local path")
     p.add_argument("--slots", "-s", type=int, default=os.cpu_count() or 1,
                    help="items run at once (default: CPU count)")
@@ -44,8 +72,7 @@ async def run(args: argparse.Namespace) -> int:
         raise UsageError("--slots must be at least 1")
     address = parse_address(args.master)
     log = (lambda text: None) if args.quiet else None
-    def event(text: str) -> None:
-        print(f"ppss-worker[{node}]: {text}", file=sys.stderr, flush=True)
+    event = EventPrinter(node)
 
     store = await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4)
     files = None
