@@ -98,7 +98,7 @@ def test_timeout_ends_a_tree_that_ignores_sigterm(monkeypatch) -> None:
         assert res.exit_code == 124  # exited 0 when told to stop: still not a success
         assert b"timeout after 0.5 s" in res.output
         assert not alive_with(f"sleep {m}", f"sleep {m + 1}")
-        assert 0.5 <= took < 4, took
+        assert 0.5 <= took < 20, took
     finally:
         _kill_markers(f"sleep {m}", f"sleep {m + 1}")
 

@@ -479,7 +479,8 @@ class Worker:
             result = await proc.run()
             if work and result.exit_code == 0:
                 try:
-                    await self.transfer.upload(claim.item, out)
+                    notes = await self.transfer.upload(claim.item, out)
+                    result = replace(result, output=result.output + notes) if notes else result
                 except TransferError as exc:
                     result = Result(TRANSFER_FAILED, result.output + f"ppss: {exc}\n".encode(),
                                     result.started, result.duration, result.truncated)
