@@ -136,6 +136,7 @@ def test_worker_sigterm_leaves_no_process(ssh_cluster: SshCluster, make_job) -> 
         assert job.done_count() == 0 and not job.records()[1]
         assert took < 40, took  # TERM_GRACE (5 s) and the SIGKILL sweep, on a loaded machine
     finally:
+        job.cleanup()  # the worker first (SIGKILL), so that it starts nothing after the sweep
         _kill_markers(*words)
 
 

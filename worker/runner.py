@@ -162,10 +162,17 @@ class ItemProcess:
                 out.add(data)
 
         reader = asyncio.ensure_future(read_all())
-        self.returncode = _exit_code(await proc.wait())
+        # proc.wait() also waits for the pipe to close, which leftovers may hold open: the
+        # exit status is set as soon as the shell exits, so look at that.
+        while proc.returncode is None and not reader.done():
+            await asyncio.wait({reader}, timeout=0.05)
+        if proc.returncode is None:
+            await proc.wait()
+        self.returncode = _exit_code(proc.returncode)
         self._stop_timer()
-        await self.end_tree(record=True)  # leftovers may hold the pipe open
+        await self.end_tree(record=True)
         await reader
+        await proc.wait()
         return self.returncode, out.value(), out.dropped
 
     def members(self) -> list[int]:
