@@ -63,6 +63,7 @@ def init_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--retries", type=int, default=0, help="extra attempts for a failing item (default 0)")
     s.add_argument("--lease", type=float, default=60.0,
                    help="seconds a silent node keeps its claims (default 60)")
+    s.add_argument("--timeout", type=float, help="seconds an item may run; then ended and failed (retried)")
     s.add_argument("--transfer", choices=("shared", "copy"), default="shared",
                    help="shared: ITEM is the path on the master (a shared mount); copy: fetched over SFTP")
     s.add_argument("--output-dir", help="with --transfer copy: where $OUTPUT_DIR is uploaded on the master")
@@ -166,7 +167,7 @@ async def cmd_init(args) -> int:
         result = await init_job(store, args.command, items, kind, source, retries=args.retries,
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
                                 file_server=args.file_server, watch=args.watch,
-                                recurse=not args.no_recurse)
+                                recurse=not args.no_recurse, timeout=args.timeout)
     finally:
         await store.close()
     dup = f" ({result.duplicates} duplicate items skipped)" if result.duplicates else ""

@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import __version__
 from . import layout as L
@@ -429,7 +429,8 @@ class Worker:
     def start(self, claim: Claim) -> None:
         slot = self.free_slot()
         out = os.path.join(self.job_path, L.output_path(claim.ident))
-        proc = ItemProcess(self.spec.command, self.item_env(claim, slot, claim.item, out))
+        proc = ItemProcess(self.spec.command, self.item_env(claim, slot, claim.item, out),
+                           timeout=self.spec.timeout)
         self.running[claim.lock] = Running(claim, slot, time.time(), proc)
         verify = claim.lock in self.suspect or awake_clock() - self.last_beat > self.spec.lease / 2
         self.suspect.discard(claim.lock)
@@ -478,7 +479,8 @@ class Worker:
             result = await proc.run()
             if work and result.exit_code == 0:
                 try:
-                    await self.transfer.upload(claim.item, out)
+                    notes = await self.transfer.upload(claim.item, out)
+                    result = replace(result, output=result.output + notes) if notes else result
                 except TransferError as exc:
                     result = Result(TRANSFER_FAILED, result.output + f"ppss: {exc}\n".encode(),
                                     result.started, result.duration, result.truncated)
@@ -501,8 +503,7 @@ class Worker:
             if result.exit_code == 0:
                 self.transfer.cleanup(work)
             else:
-                result = Result(result.exit_code, result.output + f"ppss: work directory kept: {work}\n".encode(),
-                                result.started, result.duration, result.truncated)
+                result = replace(result, output=result.output + f"ppss: work directory kept: {work}\n".encode())
         await self.commit(claim, result)
 
     async def commit(self, claim: Claim, result: Result) -> None:
@@ -510,7 +511,8 @@ class Worker:
         will_retry = not ok and claim.attempt <= self.spec.retries
         next_lock = await self.claims.requeue(claim) if will_retry else None
         fenced = await (self.claims.commit_done(claim) if ok else self.claims.commit_failed(claim))
-        rec = record(claim, self.node, self.host, result.exit_code, result.started, result.duration)
+        rec = record(claim, self.node, self.host, result.exit_code, result.started, result.duration,
+                     **({"reason": result.reason} if result.reason else {}))
         tail = result.output[-LOG_TAIL:].decode("utf-8", "replace")
         if not fenced:
             # Our claim was taken over (we were silent longer than the lease): not ours to record.
@@ -540,6 +542,8 @@ class Worker:
                 f"# node: {self.node}  host: {self.host}\n"
                 f"# start: {time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(result.started))}"
                 f"  duration: {result.duration:.3f} s  exit: {result.exit_code}\n")
+        if result.reason:
+            head += f"# reason: {result.reason}\n"
         if result.truncated:
             head += f"# (first {result.truncated} bytes of output dropped)\n"
         return head.encode() + result.output
