@@ -96,7 +96,7 @@ async def measure(label: str, master_url: str, store, root: Path, args) -> dict:
     cluster = parse_cluster(f"master: {master_url}\nnodes:\n{nodes}\n", "bench.yaml", "/")
     counting = Counting(store)
     app = PpssConsole(cluster, poll=False)
-    poller = Poller(cluster, post=lambda m: None, probe_nodes=False, recount_every=None)
+    poller = Poller(cluster, on_snapshot=lambda s: None, probe_nodes=False, recount_every=None)
     poller.store = counting
     polls, builds, renders, requests = [], [], [], []
     async with app.run_test(size=(200, 60)) as pilot:

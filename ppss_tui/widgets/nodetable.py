@@ -1,4 +1,9 @@
-"""The node table (rows keyed by node name, updated cell by cell) and the selected node's detail."""
+"""The node table (rows keyed by node name, only changed rows repainted) and the selected node's detail.
+
+Columns by priority: Node (pinned when scrolling right), State, Slots, Done, Failed and Rate
+always; Connection, Heartbeat, Load, Mem free, Current item and Host as the width allows.
+The rows shown and their order come from ``nodeview.View`` (filter, sort, problems first).
+"""
 
 from __future__ import annotations
 
@@ -6,72 +11,81 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 
 from .. import format as F
-from ..snapshot import UP, JobSnapshot, NodeRow
+from ..nodeview import View
+from ..snapshot import UP, NodeRow
 
-# (key, label, width): None = sized from the rows when they are added (name and host never change).
-# Fixed widths let a refresh update cells without re-measuring whole columns (200 rows).
-COLUMNS = (("name", "Node", None), ("host", "Host", None), ("conn", "Connection", 26),
-           ("state", "State", 9), ("slots", "Slots", 9), ("done", "Done", 9), ("failed", "Failed", 7),
-           ("rate", "Rate", 7), ("beat", "Heartbeat", 11), ("load", "Load", 14), ("mem", "Mem free", 14),
-           ("current", "Current item", 26))
+# (key, label, width): None = sized from the rows when they are added. In priority order: the
+# first six always; the others while they fit. Fixed widths let a refresh update cells
+# without re-measuring whole columns.
+COLUMNS = (("name", "Node", None), ("state", "State", 9), ("slots", "Slots", 8), ("done", "Done", 8),
+           ("failed", "Failed", 6), ("rate", "Rate", 7), ("conn", "Connection", 16),
+           ("beat", "Heartbeat", 9), ("load", "Load", 14), ("mem", "Mem free", 14),
+           ("current", "Current item", 26), ("host", "Host", None))
+ALWAYS = 6
+CELL_PAD = 2          # DataTable's cell_padding on both sides
+SCROLLBAR = 2
 
 
-def row_cells(row: NodeRow) -> tuple:
+def row_cells(row: NodeRow) -> dict[str, object]:
     conn_text = F.conn(row)
-    if len(conn_text) > 26:
-        conn_text = conn_text[:25] + "…"
-    return (
-        Text(row.name, "bold"),
-        Text(row.host, "dim"),
-        Text(conn_text, F.CONN_STYLE.get(row.conn, "")),
-        Text(row.state, F.STATE_STYLE.get(row.state, "")),
-        F.slots(row),
-        Text(F.count(row.done), justify="right"),
-        Text(F.count(row.failed), "red" if row.failed else "", justify="right"),
-        Text(F.rate(row.rate), justify="right"),
-        F.age(row.heartbeat_age).replace(" ago", ""),
-        F.load(row.load),
-        F.memory(row.mem_free, row.mem_total),
-        F.current(row, 26),
-    )
+    if len(conn_text) > 16:
+        conn_text = conn_text[:15] + "…"
+    return {
+        "name": Text(row.name, "bold red" if row.problem else "bold"),
+        "state": Text(row.state, F.STATE_STYLE.get(row.state, "")),
+        "slots": F.slots(row),
+        "done": Text(F.count(row.done), justify="right"),
+        "failed": Text(F.count(row.failed), "red" if row.failed else "", justify="right"),
+        "rate": Text(F.rate(row.rate), justify="right"),
+        "conn": Text(conn_text, F.CONN_STYLE.get(row.conn, "")),
+        "beat": F.age(row.heartbeat_age).replace(" ago", ""),
+        "load": F.load(row.load),
+        "mem": F.memory(row.mem_free, row.mem_total),
+        "current": F.current(row, 26),
+        "host": Text(row.host, "dim"),
+    }
+
+
+def columns_for(width: int, name_width: int, host_width: int) -> tuple[str, ...]:
+    """The column keys that fit ``width`` cells, by priority (the first ALWAYS whatever the width)."""
+    keys: list[str] = []
+    used = SCROLLBAR
+    for n, (key, _, w) in enumerate(COLUMNS):
+        cost = (w if w is not None else (name_width if key == "name" else host_width)) + CELL_PAD
+        if n >= ALWAYS and used + cost > width:
+            break
+        keys.append(key)
+        used += cost
+    return tuple(keys)
 
 
 class NodeTable(DataTable):
-    """One row per node; a refresh only touches the cells that changed."""
+    """One row per shown node; a refresh repaints only the rows whose cells changed."""
+
+    _batch = False
 
     def __init__(self, **kw) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kw)
-        self._shown: dict[str, tuple] = {}
-        self.cell_updates = 0
-        self._cells_cache: dict[tuple, object] = {}
+        super().__init__(cursor_type="row", zebra_stripes=True, fixed_columns=1, **kw)
+        self.view = View()
+        self.rows_shown: list[NodeRow] = []
+        self._order: list[str] = []
+        self._cells: dict[str, dict[str, object]] = {}
+        self._keys: tuple[str, ...] = ()
+        self.rows_repainted = 0     # rows repainted by refreshes (bench/console_scale.py)
+        self.lines_rendered = 0     # lines Textual asked this widget to render
+        self.rebuilds = 0
 
-    def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):
-        """DataTable keys its cell cache on a table-wide update counter, so one changed cell
-        re-renders every visible cell. Cache on the cell's own value instead: a refresh that
-        changes a few cells of 200 rows renders only those. (Relies on DataTable internals;
-        falls back to the stock path if they change.)"""
-        try:
-            row_key = self._row_locations.get_key(row_index) if row_index >= 0 else None
-            column_key = self._column_locations.get_key(column_index) if column_index >= 0 else None
-            value = self._data[row_key][column_key] if row_key is not None and column_key is not None else None
-        except (AttributeError, KeyError, TypeError):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        key = (row_key, column_key, row_index, id(value), base_style, width, cursor, hover,
-               self._show_hover_cursor, self._pseudo_class_state)
-        hit = self._cells_cache.get(key)
-        if hit is None or hit[0] is not value:
-            if len(self._cells_cache) > 20_000:
-                self._cells_cache.clear()
-            hit = (value, super()._render_cell(row_index, column_index, base_style, width, cursor, hover))
-            self._cells_cache[key] = hit
-        return hit[1]
+    # ---- repaint accounting: update_cell() refreshes the whole widget; batch it per row ------
+    def refresh(self, *regions, repaint: bool = True, layout: bool = False, recompose: bool = False):
+        if self._batch and not regions and not layout and not recompose:
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+    def render_line(self, y: int):
+        self.lines_rendered += 1
+        return super().render_line(y)
 
+    # ---- what is shown ------------------------------------------------------------------------
     @property
     def selected(self) -> str | None:
         if not self.row_count:
@@ -81,22 +95,57 @@ class NodeTable(DataTable):
         except Exception:  # noqa: BLE001 - no row under the cursor
             return None
 
-    def show(self, snap: JobSnapshot) -> None:
-        wanted = {n.name for n in snap.nodes}
-        for gone in [k for k in self._shown if k not in wanted]:
-            self.remove_row(gone)
-            del self._shown[gone]
-        for row in snap.nodes:
-            cells = row_cells(row)
-            old = self._shown.get(row.name)
-            if old is None:
-                self.add_row(*cells, key=row.name)
-            elif old != cells:
-                for (key, _, _), new, before in zip(COLUMNS, cells, old):
-                    if new != before:
-                        self.update_cell(row.name, key, new)
-                        self.cell_updates += 1
-            self._shown[row.name] = cells
+    def on_resize(self) -> None:
+        self.rebuild()
+
+    def _fit(self) -> tuple[str, ...]:
+        name_w = max([4, *(len(r.name) for r in self.rows_shown)])
+        host_w = max([4, *(len(r.host) for r in self.rows_shown)])
+        return columns_for(self.size.width or 80, name_w, host_w)
+
+    def show(self, rows: list[NodeRow], force: bool = False) -> None:
+        """Show these rows in this order: cells updated in place when the order is unchanged."""
+        self.rows_shown = rows
+        cells = {r.name: row_cells(r) for r in rows}
+        order = [r.name for r in rows]
+        if force or order != self._order or self._fit() != self._keys:
+            self._cells = cells
+            self.rebuild()
+            return
+        self._batch = True
+        try:
+            for index, name in enumerate(order):
+                old, new = self._cells.get(name), cells[name]
+                if old == new:
+                    continue
+                for key in self._keys:
+                    if old is None or old[key] != new[key]:
+                        self.update_cell(name, key, new[key])
+                self.refresh_row(index)
+                self.rows_repainted += 1
+        finally:
+            self._batch = False
+        self._cells = cells
+
+    def rebuild(self) -> None:
+        """Columns that fit, rows in order; the cursor stays on the selected node."""
+        selected = self.selected
+        keys = self._fit()
+        self.rebuilds += 1
+        self.clear(columns=keys != self._keys)
+        if keys != self._keys:
+            for key, label, width in COLUMNS:
+                if key in keys:
+                    self.add_column(label, key=key, width=width)
+            self._keys = keys
+        self._order = [r.name for r in self.rows_shown]
+        for name in self._order:
+            cells = self._cells.get(name)
+            if cells is not None:
+                self.add_row(*(cells[k] for k in keys), key=name)
+        self.rows_repainted += len(self._order)
+        if selected in self._order:
+            self.move_cursor(row=self._order.index(selected), animate=False)
 
 
 class NodeDetail(Static):
@@ -116,8 +165,11 @@ class NodeDetail(Static):
             text.append(f"\nfingerprint offered: {row.fingerprint}", "bold")
         if row.error:
             text.append(f"\nworker error: {row.error}", "bold red")
-        if row.control_slots is not None:
-            text.append(f"\ncontrol.yaml sets {row.control_slots} slots", "dim")
+        if row.slots_target is not None:
+            text.append(f"\ncontrol.yaml sets {F.plural(row.slots_target, 'slot')}", "dim")
+        if row.reported and row.slots_used > row.slots:
+            text.append(f"\n{row.slots_used} running on {F.plural(row.slots, 'slot')}: "
+                        f"{row.slots_used - row.slots} finish before new ones start", "yellow")
         for r in row.running:
             text.append(f"\n slot {r.slot}  ", "dim")
             text.append(f"{F.age(max(0.0, now - r.started)).replace(' ago', ''):>12}  ", "cyan")
