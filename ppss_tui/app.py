@@ -55,6 +55,7 @@ class PpssConsole(App):
         self.config_dir = config_dir
         self._poller_args = dict(interval=interval, node_interval=node_interval, recount_every=recount_every)
         self._initial_keymap = keymap or {}
+        self.intro: list[str] = []
         saved = settings.read_settings(config_dir).get("theme") if config_dir else None
         if isinstance(saved, str) and saved in self.available_themes:
             self.theme = saved
@@ -63,6 +64,8 @@ class PpssConsole(App):
         if self._initial_keymap:
             self.set_keymap(self._initial_keymap)
         self.push_screen(MainScreen(id="main").data_bind(PpssConsole.snapshot))
+        if self.intro:
+            self.notify("\n".join(self.intro), title="ppss demo", timeout=20)
         if self.poll:
             self.poller = Poller(self.cluster, lambda snap: self.post_message(SnapshotReady(snap)),
                                  lambda access: self.post_message(MasterReady(access)),
@@ -116,8 +119,10 @@ def binding_ids() -> set[str]:
     return {b.id for cls in classes for b in cls.BINDINGS if isinstance(b, Binding) and b.id}
 
 
-def run_console(args) -> int:
+def run_console(args, intro: list[str] | None = None) -> int:
+    """Run the console; ``intro`` lines (the demo's) are shown in it, not hidden behind it."""
     cluster = load_cluster(args.cluster)
     app = PpssConsole(cluster, keymap=read_keymap(known=binding_ids()), config_dir=settings.config_dir())
+    app.intro = list(intro or [])
     app.run()
     return 0

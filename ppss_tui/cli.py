@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _master(s)
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--recount", action="store_true", help="count done/failed records exactly (lists them)")
+    from . import watch  # console helper: status --watch
+    watch.add_arguments(s)
 
     for name, state, text in (("pause", "paused", "start nothing new (running items finish)"),
                               ("resume", "running", "run again"),
@@ -70,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--node", help="only this node (default: the whole job)")
         s.set_defaults(state=state)
 
-    s = sub.add_parser("failed", help="list failed items with exit code and node")
+    s = sub.add_parser("failed", help="failed items grouped by cause (--raw: every record)")
     _master(s)
-    s.add_argument("--json", action="store_true")
+    from . import failedcmd  # console helper: grouped like the console's failed view
+    failedcmd.add_arguments(s)
 
     s = sub.add_parser("trust", help="show a host's key fingerprint and add it to known_hosts")
     s.add_argument("host", help="[user@]host[:port]")
@@ -136,6 +139,13 @@ def _age(seconds: float | None) -> str:
 
 
 async def cmd_status(args) -> int:
+    if args.watch:  # console helper: ppss_tui/watch.py
+        from . import watch
+        store = await _open(args)
+        try:
+            return await watch.run(args, store)
+        finally:
+            await store.close()
     store = await _open(args)
     try:
         status = await read_job_status(store)
@@ -181,21 +191,12 @@ async def cmd_state(args) -> int:
 
 
 async def cmd_failed(args) -> int:
+    from . import failedcmd  # console helper: ppss_tui/failedcmd.py
     store = await _open(args)
     try:
-        await read_spec(store)
-        records = await failed_items(store)
+        return await failedcmd.run(args, store)
     finally:
         await store.close()
-    if args.json:
-        print(json.dumps(records))
-        return EXIT_OK
-    if not records:
-        print("no failed items")
-    for r in sorted(records, key=lambda r: r.get("start") or 0):
-        item = L.display_item(L.item_from_json(r.get("item", "")), 80)
-        print(f"exit {r.get('exit')}  node {r.get('node', '?')}  attempt {r.get('attempt', 1)}  {item}")
-    return EXIT_OK
 
 
 async def cmd_trust(args) -> int:

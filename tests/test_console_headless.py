@@ -13,7 +13,7 @@ from console_data import FakeAccess
 from ppss_tui.access import ConsoleAccess, JobAccess
 
 HEADLESS = ("ppss_tui.poller", "ppss_tui.snapshot", "ppss_tui.access", "ppss_tui.format", "ppss_tui.nodeview",
-            "ppss_tui.failgroups", "ppss_tui.settings", "ppss_tui.clusterfile")
+            "ppss_tui.failgroups", "ppss_tui.settings", "ppss_tui.clusterfile", "ppss_tui.watch", "ppss_tui.failedcmd")
 
 
 @pytest.mark.parametrize("module", HEADLESS)
@@ -46,3 +46,14 @@ def test_access_follows_the_protocol(impl):
         assert name in have, f"{impl.__name__} lacks {name}"
         assert list(have[name].parameters) == list(sig.parameters), f"{impl.__name__}.{name}{have[name]}"
     assert isinstance(impl.__new__(impl), ConsoleAccess)
+
+
+def test_worker_never_loads_clustershell():
+    probe = ("import sys, pkgutil, importlib, worker\n"
+             "for m in pkgutil.walk_packages(worker.__path__, 'worker.'):\n"
+             "    if m.name != 'worker.__main__': importlib.import_module(m.name)\n"
+             "sys.exit(1 if 'ClusterShell' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", probe], timeout=60).returncode == 0
+    r = subprocess.run([sys.executable, "-c", "import sys, ppss_tui.failgroups; "
+                        "sys.exit(1 if 'ClusterShell' in sys.modules else 0)"], timeout=60)
+    assert r.returncode == 1  # the probe sees it when it is there

@@ -308,3 +308,24 @@ async def test_theme_is_remembered(tmp_path):
     assert settings.read_settings(str(tmp_path)) == {"theme": "nord"}
     again = _app(config_dir=str(tmp_path))
     assert again.theme == "nord"
+
+
+# ---- e on a directory that is not a job; temp names never shown ---------------------------------
+
+async def test_edit_control_refuses_a_directory_that_is_not_a_job(tmp_path):
+    from ppss_tui.access import JobAccess
+    from worker.errors import JobError
+    from worker.store import LocalStore
+    access = JobAccess(LocalStore(str(tmp_path)))
+    with pytest.raises(JobError, match="not a ppss job"):
+        await access.read_control()
+    with pytest.raises(JobError, match="not a ppss job"):
+        await access.write_control("state: paused\n", None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_never_show_temp_names():
+    from ppss_tui.access import without_temp_names
+    from worker.errors import JobError
+    exc = without_temp_names(JobError("/srv/job/control.yaml.tmp-1a2b3c4d: Permission denied"))
+    assert isinstance(exc, JobError) and str(exc) == "/srv/job/control.yaml: Permission denied"
