@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""How long one console refresh takes with 200 nodes and a million items.
+"""How long one console refresh takes with 1,000 nodes and a million items, and how fast keys answer.
 
-    python3 bench/console_scale.py [--nodes 200] [--total 1000000] [--refreshes 30] [--no-ssh]
+    python3 bench/console_scale.py [--nodes 1000] [--total 1000000] [--refreshes 20] [--changing 0.1] [--no-ssh]
 
 Builds a fake job on a local master: ``init_job`` with a few items, then job.yaml's total set to
 a million, and one status file per node (4 running items and 2 claimed ahead each, as a busy
-worker writes them). Then, inside ``App.run_test`` (a real PpssConsole with 200 node rows), it
-times N refreshes, each after every status file was rewritten with higher counts:
+worker writes them). Then, inside ``App.run_test`` (a real PpssConsole with 1,000 node rows), it
+times N refreshes, each after a share (``--changing``) of the status files was rewritten with
+higher counts:
 
     poll    Poller.poll_master(): read the status files, control.yaml, retry/ (the wire part)
     build   Poller.snapshot(): the immutable JobSnapshot with rates and ETA
-    render  app.apply_snapshot() + let Textual process and paint (rows updated in place)
+    render  the SnapshotReady message handled and the screen painted (changed rows repainted;
+            includes handling one key press queued right behind it)
+    key     a key (cursor down/up) sent while the poll runs, and right behind a snapshot
+            message, until its action ran (time from sending the key)
+    rows    rows repainted per refresh and lines Textual rendered (only changed rows repaint)
+
+Baseline in the same run: the same refresh rebuilding every row (``NodeTable.show(force=True)``,
+what a table without per-row updates does); the ratio is quoted.
 
 The poll is timed on a LocalStore and, unless --no-ssh or sshd is missing, over SFTP to a real
 sshd on 127.0.0.1 (tests/sshcluster.py) serving the same directory. Store requests per poll are
@@ -35,6 +43,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from ppss_tui.app import PpssConsole  # noqa: E402
 from ppss_tui.clusterfile import parse_cluster  # noqa: E402
+from ppss_tui.messages import SnapshotReady  # noqa: E402
 from ppss_tui.poller import Poller  # noqa: E402
 from worker import layout as L  # noqa: E402
 from worker.jobops import init_job  # noqa: E402
@@ -71,9 +80,13 @@ async def make_job(root: Path, n_nodes: int, total: int) -> None:
     write_statuses(root, n_nodes, 0)
 
 
-def write_statuses(root: Path, n_nodes: int, step: int) -> None:
+def write_statuses(root: Path, n_nodes: int, step: int, changing: float = 1.0) -> None:
+    """Rewrite the status files of about ``changing`` of the nodes (all at step 0)."""
     now = time.time()
+    period = max(1, round(1 / changing)) if changing > 0 else n_nodes + 1
     for n in range(n_nodes):
+        if step and n % period != step % period:
+            continue
         name = f"node{n:03d}"
         running = tuple(RunningItem(f"{n:02x}{s:02x}{step:06x}", f"/data/in/{name}/file-{step}-{s}.bin", s,
                                     now - s) for s in range(4))
@@ -98,47 +111,87 @@ async def measure(label: str, master_url: str, store, root: Path, args) -> dict:
     app = PpssConsole(cluster, poll=False)
     poller = Poller(cluster, on_snapshot=lambda s: None, probe_nodes=False, recount_every=None)
     poller.store = counting
-    polls, builds, renders, requests = [], [], [], []
+    polls, builds, renders, requests, keys, rows, lines, rebuilds = [], [], [], [], [], [], [], []
     async with app.run_test(size=(200, 60)) as pilot:
         await pilot.pause()
+        table = app.screen.query_one("NodeTable")
+        handled: list[float] = []
+        for name in ("action_cursor_down", "action_cursor_up"):
+            action = getattr(table, name)
+
+            def hooked(action=action):
+                handled.append(time.perf_counter())
+                return action()
+            setattr(table, name, hooked)
+
+        async def key(name: str) -> float:
+            """From the key's arrival (posted to the app) until its action ran."""
+            sent = time.perf_counter()
+            await pilot.press(name)
+            return handled[-1] - sent
+
         for step in range(args.refreshes + 1):
-            write_statuses(root, args.nodes, step + 1)
-            before = counting.calls
+            write_statuses(root, args.nodes, step + 1, args.changing if step else 1.0)
+            before, painted, rendered = counting.calls, table.rows_repainted, table.lines_rendered
             t0 = time.perf_counter()
-            await poller.poll_master()
+            async def timed_poll() -> float:
+                start = time.perf_counter()
+                await poller.poll_master()
+                return time.perf_counter() - start
+            poll = asyncio.create_task(timed_poll())
+            await asyncio.sleep(0)                   # the poll starts
+            key_during_poll = await key("down")      # a key while the poll is on the wire
+            poll_time = await poll
             t1 = time.perf_counter()
             snap = poller.snapshot()
             t2 = time.perf_counter()
-            app.apply_snapshot(snap)
+            app.post_message(SnapshotReady(snap))    # as the poller hands it over
+            key_after_snapshot = await key("up")     # a key right behind it in the queue
             await pilot.pause()
             await pilot.wait_for_scheduled_animations()
             t3 = time.perf_counter()
             if step == 0:
                 continue  # the first refresh adds the rows and reads job.yaml
-            polls.append(t1 - t0)
+            polls.append(poll_time)
             builds.append(t2 - t1)
             renders.append(t3 - t2)
             requests.append(counting.calls - before)
-        table = app.screen.query_one("NodeTable")
+            keys += [key_during_poll, key_after_snapshot]
+            rows.append(table.rows_repainted - painted)
+            lines.append(table.lines_rendered - rendered)
         assert table.row_count == args.nodes, table.row_count
         assert app.snapshot.total == args.total
-        cell_updates = table.cell_updates
+        full = []
+        for _ in range(3):                           # baseline: every row rebuilt
+            t0 = time.perf_counter()
+            table.show(table.rows_shown, force=True)
+            await pilot.pause()
+            full.append(time.perf_counter() - t0)
+    # total: poll + build + render; the key pressed during the poll shares the loop with it.
     totals = [a + b + c for a, b, c in zip(polls, builds, renders)]
-    print(f"\n{label}: {args.nodes} nodes, total {args.total:,} items, {args.refreshes} refreshes")
+    print(f"\n{label}: {args.nodes} nodes, total {args.total:,} items, {args.refreshes} refreshes, "
+          f"{args.changing:.0%} of the nodes changing per refresh")
     print(f"  poll    {stats(polls)}   ({statistics.mean(requests):.0f} store requests per poll)")
     print(f"  build   {stats(builds)}")
-    print(f"  render  {stats(renders)}   ({cell_updates / args.refreshes:.0f} cells updated per refresh)")
+    print(f"  render  {stats(renders)}   ({statistics.mean(rows):.0f} rows repainted, "
+          f"{statistics.mean(lines):.0f} lines rendered per refresh)")
     print(f"  total   {stats(totals)}")
+    print(f"  keys    {stats(keys)}   (while polling and right after a snapshot)")
+    print(f"  baseline render rebuilding every row: {stats(full)}   "
+          f"ratio {statistics.mean(full) / statistics.mean(renders):.1f}x")
     return {"label": label, "total_ms_mean": statistics.mean(totals) * 1000,
-            "poll_ms_mean": statistics.mean(polls) * 1000, "render_ms_mean": statistics.mean(renders) * 1000,
-            "requests_per_poll": statistics.mean(requests)}
+            "total_ms_max": max(totals) * 1000, "poll_ms_mean": statistics.mean(polls) * 1000,
+            "render_ms_mean": statistics.mean(renders) * 1000, "key_ms_max": max(keys) * 1000,
+            "rows_repainted_mean": statistics.mean(rows), "requests_per_poll": statistics.mean(requests),
+            "rebuild_ms_mean": statistics.mean(full) * 1000}
 
 
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--nodes", type=int, default=200)
+    p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--total", type=int, default=1_000_000)
-    p.add_argument("--refreshes", type=int, default=30)
+    p.add_argument("--refreshes", type=int, default=20)
+    p.add_argument("--changing", type=float, default=0.1, help="share of the nodes changing per refresh")
     p.add_argument("--no-ssh", action="store_true", help="only the local master")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     args = p.parse_args()

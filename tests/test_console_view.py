@@ -329,3 +329,22 @@ def test_errors_never_show_temp_names():
     from worker.errors import JobError
     exc = without_temp_names(JobError("/srv/job/control.yaml.tmp-1a2b3c4d: Permission denied"))
     assert isinstance(exc, JobError) and str(exc) == "/srv/job/control.yaml: Permission denied"
+
+
+async def test_rows_changed_off_screen_are_right_when_scrolled_to():
+    rows = tuple(NodeRow(f"n{i:03d}", "h", UP, state="running", slots=1, done=i, reported=True) for i in range(200))
+    snap = JobSnapshot(job="j", master_state=UP, command="c", total=10_000, nodes=rows, taken=NOW)
+    app = _app(snap)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(NodeTable)
+        changed = tuple(dataclasses.replace(r, done=r.done + 1000) for r in rows)
+        painted = table.rows_repainted
+        app.snapshot = dataclasses.replace(snap, nodes=changed)
+        await _settle(pilot)
+        assert table.rows_repainted - painted < 30          # the rows on screen, not 200
+        assert str(table.get_cell("n000", "done")) == "1,000"
+        await pilot.press("end")
+        await _settle(pilot)
+        assert str(table.get_cell("n199", "done")) == "1,199"
+        assert table.selected == "n199"

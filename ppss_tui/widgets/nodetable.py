@@ -8,6 +8,7 @@ The rows shown and their order come from ``nodeview.View`` (filter, sort, proble
 from __future__ import annotations
 
 from rich.text import Text
+from textual.geometry import Region
 from textual.widgets import DataTable, Static
 
 from .. import format as F
@@ -70,6 +71,7 @@ class NodeTable(DataTable):
         self.rows_shown: list[NodeRow] = []
         self._order: list[str] = []
         self._cells: dict[str, dict[str, object]] = {}
+        self._pending: dict[str, tuple[int, NodeRow]] = {}   # changed while off screen
         self._keys: tuple[str, ...] = ()
         self.rows_repainted = 0     # rows repainted by refreshes (bench/console_scale.py)
         self.lines_rendered = 0     # lines Textual asked this widget to render
@@ -104,28 +106,65 @@ class NodeTable(DataTable):
         return columns_for(self.size.width or 80, name_w, host_w)
 
     def show(self, rows: list[NodeRow], force: bool = False) -> None:
-        """Show these rows in this order: cells updated in place when the order is unchanged."""
+        """Show these rows in this order. With the order unchanged, a changed row on screen is
+        updated and repainted now; one off screen is only marked, and updated when drawn."""
+        old_rows = {r.name: r for r in self.rows_shown}
         self.rows_shown = rows
-        cells = {r.name: row_cells(r) for r in rows}
         order = [r.name for r in rows]
         if force or order != self._order or self._fit() != self._keys:
-            self._cells = cells
+            self._pending.clear()
+            self._cells = {r.name: row_cells(r) for r in rows}
             self.rebuild()
+            return
+        first, last = self._visible_rows()
+        for index, row in enumerate(rows):
+            if old_rows.get(row.name) == row and row.name not in self._pending:
+                continue
+            if first <= index < last:
+                self._update_row(index, row)
+            else:
+                self._pending[row.name] = (index, row)
+
+    def _visible_rows(self, top: int = 0, height: int | None = None) -> tuple[int, int]:
+        """Indexes [first, last) of the rows within lines [top, top+height) of the widget."""
+        header = self.header_height if self.show_header else 0
+        height = self.size.height if height is None else height
+        first = max(0, round(self.scroll_y) + top - header)
+        return first, first + height + 1
+
+    def _update_row(self, index: int, row: NodeRow, repaint: bool = True) -> None:
+        self._pending.pop(row.name, None)
+        old, new = self._cells.get(row.name), row_cells(row)
+        if old == new:
             return
         self._batch = True
         try:
-            for index, name in enumerate(order):
-                old, new = self._cells.get(name), cells[name]
-                if old == new:
-                    continue
-                for key in self._keys:
-                    if old is None or old[key] != new[key]:
-                        self.update_cell(name, key, new[key])
-                self.refresh_row(index)
-                self.rows_repainted += 1
+            for key in self._keys:
+                if old is None or old[key] != new[key]:
+                    self.update_cell(row.name, key, new[key])
         finally:
             self._batch = False
-        self._cells = cells
+        self._cells[row.name] = new
+        if repaint:
+            self._repaint_row(index)
+
+    def render_lines(self, crop):
+        """Bring the rows about to be drawn up to date first (rows changed while off screen)."""
+        if self._pending:
+            first, last = self._visible_rows(crop.y, crop.height)
+            for name, (index, row) in list(self._pending.items()):
+                if first <= index < last:
+                    self._update_row(index, row, repaint=False)  # being drawn now
+        return super().render_lines(crop)
+
+    def _repaint_row(self, index: int) -> None:
+        """Repaint one row if it is on screen (rows are one line; an off-screen row is drawn
+        from its new cells when scrolled to). DataTable.refresh_row is O(rows) per call."""
+        y = index + (self.header_height if self.show_header else 0) - round(self.scroll_y)
+        if self.show_header and y < self.header_height or y >= self.size.height:
+            return
+        self.refresh(Region(0, y, self.size.width, 1))
+        self.rows_repainted += 1
 
     def rebuild(self) -> None:
         """Columns that fit, rows in order; the cursor stays on the selected node."""
