@@ -45,6 +45,18 @@ def age(seconds: float | None) -> str:
     return humanize.naturaldelta(dt.timedelta(seconds=seconds)) + " ago"
 
 
+def short_age(seconds: float | None) -> str:
+    """A table-width age: now, 27 s, 5 min, 3 h, 2 d."""
+    if seconds is None:
+        return "-"
+    if seconds < 2:
+        return "now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def load(values: tuple[float, float, float] | None) -> str:
     return "-" if values is None else " ".join(f"{v:.2f}" for v in values)
 

@@ -201,6 +201,11 @@ def test_counter_lag_is_computed_in_the_snapshot():
 
 # ---- bugs ---------------------------------------------------------------------------------------
 
+def test_short_age_fits_the_heartbeat_column():
+    assert [F.short_age(s) for s in (None, 0.5, 27, 312, 7300, 200_000)] == ["-", "now", "27 s", "5 min", "2 h", "2 d"]
+    assert max(len(F.short_age(s)) for s in range(0, 10**7, 997)) <= 9
+
+
 def test_slots_read_right_after_lowering():
     row = NodeRow("n", reported=True, slots=1, running=tuple(RunningView("l", "i", "x", s, 0.0) for s in (0, 1)))
     assert F.slots(row) == "1/1 +1"

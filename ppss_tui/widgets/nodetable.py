@@ -39,7 +39,7 @@ def row_cells(row: NodeRow) -> dict[str, object]:
         "failed": Text(F.count(row.failed), "red" if row.failed else "", justify="right"),
         "rate": Text(F.rate(row.rate), justify="right"),
         "conn": Text(conn_text, F.CONN_STYLE.get(row.conn, "")),
-        "beat": F.age(row.heartbeat_age).replace(" ago", ""),
+        "beat": F.short_age(row.heartbeat_age),
         "load": F.load(row.load),
         "mem": F.memory(row.mem_free, row.mem_total),
         "current": F.current(row, 26),
