@@ -32,7 +32,6 @@ class PpssConsole(App):
     CSS_PATH = "console.tcss"
     TITLE = "ppss console"
     COMMANDS = App.COMMANDS | {PpssCommands}
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (35, "-tall")]
     BINDINGS = [Binding("q", "quit", "Quit", id="quit"),
                 Binding("question_mark", "help", "Help", id="help")]

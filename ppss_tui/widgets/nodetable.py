@@ -28,7 +28,7 @@ SCROLLBAR = 2
 
 
 def row_cells(row: NodeRow) -> dict[str, object]:
-    conn_text = F.conn(row)
+    conn_text = row.conn  # the fingerprint offered is in the detail below the table
     if len(conn_text) > 16:
         conn_text = conn_text[:15] + "…"
     return {
