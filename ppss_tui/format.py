@@ -46,10 +46,11 @@ def age(seconds: float | None) -> str:
 
 
 def short_age(seconds: float | None) -> str:
-    """A table-width age: now, 27 s, 5 min, 3 h, 2 d."""
+    """A table-width age: now, 27 s, 5 min, 3 h, 2 d. Workers write a heartbeat every second and
+    SFTP mtimes have one-second steps, so anything under 5 s is "now" (a row does not flicker)."""
     if seconds is None:
         return "-"
-    if seconds < 2:
+    if seconds < 5:
         return "now"
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
         if seconds >= size:
@@ -93,7 +94,7 @@ CONN_STYLE = {UP: "green", CONNECTING: "yellow", UNREACHABLE: "bold red", HOSTKE
 
 STATE_STYLE = {"running": "green", "paused": "yellow", "suspended": "magenta", "stopping": "yellow",
                "stopped": "dim", "finished": "blue", "error": "bold red", "lost": "bold red",
-               "starting": "cyan", "no worker": "dim"}
+               "starting": "cyan", "no worker": "dim", "no workers": "bold yellow"}
 
 
 def conn(row: NodeRow) -> str:

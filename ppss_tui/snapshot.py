@@ -143,7 +143,9 @@ class RunningView:
 
 PROBLEM_STATES = ("lost", "error")
 PROBLEM_CONNS = (UNREACHABLE, HOSTKEY_CHANGED, HOSTKEY_UNKNOWN, LOGIN_REFUSED)
-JOB_STATES = ("running", "paused", "suspended", "halted", "stopped", "finished")
+# "halted" (paused by a failure threshold) comes with the jobs root (issue 11); until then a job
+# no worker runs says so ("no workers").
+JOB_STATES = ("running", "paused", "suspended", "no workers", "stopped", "finished")
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,7 @@ class JobSnapshot:
         """What the job does, not only what control.yaml asks (``JOB_STATES``; "" before the master answers).
 
         finished: every item done or failed. stopped: control.yaml says so. paused/suspended:
-        control.yaml, or every live worker is. halted: no worker is running it (all lost,
+        control.yaml, or every live worker is. no workers: none is running it (all lost,
         exited or never started) and it is not finished. Otherwise running.
         """
         if not self.total and not self.command:
@@ -253,7 +255,7 @@ class JobSnapshot:
             return self.control_state
         live = [n for n in self.nodes if n.live]
         if not live:
-            return "halted"
+            return "no workers"
         states = {n.state for n in live}
         if states <= {"paused", "suspended"}:
             return "suspended" if states == {"suspended"} else "paused"

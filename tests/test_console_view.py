@@ -166,7 +166,7 @@ def test_job_state_and_eta():
     assert F.eta(dataclasses.replace(snap, control_state="stopped")) == "—"
     assert dataclasses.replace(snap, finished=True).job_state == "finished"
     gone = tuple(dataclasses.replace(n, state="lost") for n in snap.nodes)
-    assert dataclasses.replace(snap, nodes=gone).job_state == "halted"
+    assert dataclasses.replace(snap, nodes=gone).job_state == "no workers"
     assert F.eta(dataclasses.replace(snap, nodes=gone)) == "—"
     paused = tuple(dataclasses.replace(n, state="paused") if n.live else n for n in snap.nodes)
     assert dataclasses.replace(snap, nodes=paused).job_state == "paused"
@@ -202,7 +202,7 @@ def test_counter_lag_is_computed_in_the_snapshot():
 # ---- bugs ---------------------------------------------------------------------------------------
 
 def test_short_age_fits_the_heartbeat_column():
-    assert [F.short_age(s) for s in (None, 0.5, 27, 312, 7300, 200_000)] == ["-", "now", "27 s", "5 min", "2 h", "2 d"]
+    assert [F.short_age(s) for s in (None, 0.5, 4.9, 27, 312, 7300, 200_000)] == ["-", "now", "now", "27 s", "5 min", "2 h", "2 d"]
     assert max(len(F.short_age(s)) for s in range(0, 10**7, 997)) <= 9
 
 
