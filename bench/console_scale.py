@@ -6,8 +6,8 @@
 Builds a fake job on a local master: ``init_job`` with a few items, then job.yaml's total set to
 a million, and one status file per node (4 running items and 2 claimed ahead each, as a busy
 worker writes them). Then, inside ``App.run_test`` (a real PpssConsole with 1,000 node rows), it
-times N refreshes, each after a share (``--changing``) of the status files was rewritten with
-higher counts:
+times N refreshes, each after every status file was rewritten (a heartbeat) and a share
+(``--changing``) of the nodes progressed (higher counts, other running items):
 
     poll    Poller.poll_master(): read the status files, control.yaml, retry/ (the wire part)
     build   Poller.snapshot(): the immutable JobSnapshot with rates and ETA
@@ -81,18 +81,19 @@ async def make_job(root: Path, n_nodes: int, total: int) -> None:
 
 
 def write_statuses(root: Path, n_nodes: int, step: int, changing: float = 1.0) -> None:
-    """Rewrite the status files of about ``changing`` of the nodes (all at step 0)."""
+    """Every node's status file rewritten (its heartbeat, as workers do every second); the
+    counts and running items change for about ``changing`` of the nodes per step."""
     now = time.time()
-    period = max(1, round(1 / changing)) if changing > 0 else n_nodes + 1
+    period = max(1, round(1 / changing)) if changing > 0 else 10**9
     for n in range(n_nodes):
-        if step and n % period != step % period:
-            continue
+        r = n % period
+        k = (step + period - r) // period if r else step // period   # how often this node progressed
         name = f"node{n:03d}"
-        running = tuple(RunningItem(f"{n:02x}{s:02x}{step:06x}", f"/data/in/{name}/file-{step}-{s}.bin", s,
+        running = tuple(RunningItem(f"{n:02x}{s:02x}{k:06x}", f"/data/in/{name}/file-{k}-{s}.bin", s,
                                     now - s) for s in range(4))
         st = NodeStatus(name, "running", host=f"{name}.lan", pid=1000 + n, run_id="abcd", slots=4,
-                        done=step * 7 + n, failed=step // 10, running=running,
-                        claims=tuple((f"c{n}{k}", f"/data/in/q{k}") for k in range(2)), updated=now)
+                        done=k * 7 + n, failed=k // 10, running=running,
+                        claims=tuple((f"c{n}{j}", f"/data/in/q{j}") for j in range(2)), updated=now)
         tmp = root / L.NODES_DIR / f".{name}.tmp"
         tmp.write_bytes(st.to_json())
         tmp.replace(root / L.NODES_DIR / f"{name}.json")
@@ -131,7 +132,7 @@ async def measure(label: str, master_url: str, store, root: Path, args) -> dict:
             return handled[-1] - sent
 
         for step in range(args.refreshes + 1):
-            write_statuses(root, args.nodes, step + 1, args.changing if step else 1.0)
+            write_statuses(root, args.nodes, step + 1, args.changing)
             before, painted, rendered = counting.calls, table.rows_repainted, table.lines_rendered
             t0 = time.perf_counter()
             async def timed_poll() -> float:

@@ -23,6 +23,7 @@ COLUMNS = (("name", "Node", None), ("state", "State", 9), ("slots", "Slots", 8),
            ("beat", "Heartbeat", 9), ("load", "Load", 14), ("mem", "Mem free", 14),
            ("current", "Current item", 26), ("host", "Host", None))
 ALWAYS = 6
+ROWS_PER_PAINT = 10   # changed rows on screen repainted per frame: keys are answered between frames
 CELL_PAD = 2          # DataTable's cell_padding on both sides
 SCROLLBAR = 2
 
@@ -34,15 +35,15 @@ def row_cells(row: NodeRow) -> dict[str, object]:
     return {
         "name": Text(row.name, "bold red" if row.problem else "bold"),
         "state": Text(row.state, F.STATE_STYLE.get(row.state, "")),
-        "slots": F.slots(row),
+        "slots": Text(F.slots(row)),
         "done": Text(F.count(row.done), justify="right"),
         "failed": Text(F.count(row.failed), "red" if row.failed else "", justify="right"),
         "rate": Text(F.rate(row.rate), justify="right"),
         "conn": Text(conn_text, F.CONN_STYLE.get(row.conn, "")),
-        "beat": F.short_age(row.heartbeat_age),
-        "load": F.load(row.load),
-        "mem": F.memory(row.mem_free, row.mem_total),
-        "current": F.current(row, 26),
+        "beat": Text(F.short_age(row.heartbeat_age)),
+        "load": Text(F.load(row.load)),
+        "mem": Text(F.memory(row.mem_free, row.mem_total)),
+        "current": Text(F.current(row, 26)),   # Text, never markup: item names are data
         "host": Text(row.host, "dim"),
     }
 
@@ -116,14 +117,19 @@ class NodeTable(DataTable):
             self._cells = {r.name: row_cells(r) for r in rows}
             self.rebuild()
             return
-        first, last = self._visible_rows()
         for index, row in enumerate(rows):
-            if old_rows.get(row.name) == row and row.name not in self._pending:
-                continue
-            if first <= index < last:
-                self._update_row(index, row)
-            else:
+            if old_rows.get(row.name) != row or row.name in self._pending:
                 self._pending[row.name] = (index, row)
+        self._flush_visible()
+
+    def _flush_visible(self) -> None:
+        """Update and repaint up to ROWS_PER_PAINT changed rows on screen; the rest next frame."""
+        first, last = self._visible_rows()
+        todo = [(index, row) for index, row in self._pending.values() if first <= index < last]
+        for index, row in todo[:ROWS_PER_PAINT]:
+            self._update_row(index, row)
+        if len(todo) > ROWS_PER_PAINT:
+            self.set_timer(0.001, self._flush_visible)
 
     def _visible_rows(self, top: int = 0, height: int | None = None) -> tuple[int, int]:
         """Indexes [first, last) of the rows within lines [top, top+height) of the widget."""
