@@ -354,3 +354,15 @@ async def test_rows_changed_off_screen_are_right_when_scrolled_to():
         await pilot.pause(0.2)
         assert str(table.get_cell("n199", "done")) == "1,199"
         assert table.selected == "n199"
+
+
+async def test_names_and_items_are_never_markup():
+    row = NodeRow("n[1]", "h", UP, state="running", slots=1, reported=True,
+                  running=(RunningView("l", "i", "[bold]x[/bold] [link=y]", 0, NOW),))
+    snap = JobSnapshot(job="j", master_state=UP, command="c", total=5, nodes=(row,), taken=NOW)
+    app = _app(snap)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await _settle(pilot)
+        table = app.screen.query_one(NodeTable)
+        assert table.get_cell("n[1]", "current").plain == "[bold]x[/bold] [link=y]"
+        assert "[bold]x[/bold]" in _screen_text(app)
