@@ -105,6 +105,46 @@ def stats(values: list[float]) -> str:
     return f"mean {statistics.mean(ms):7.1f} ms   median {statistics.median(ms):7.1f}   p95 {p95:7.1f}   max {ms[-1]:7.1f}"
 
 
+def key_timer(table, pilot):
+    """A coroutine function pressing a key and returning the time from sending it until the
+    table's cursor action ran."""
+    handled: list[float] = []
+    for name in ("action_cursor_down", "action_cursor_up"):
+        action = getattr(table, name)
+
+        def hooked(action=action):
+            handled.append(time.perf_counter())
+            return action()
+        setattr(table, name, hooked)
+
+    async def key(name: str) -> float:
+        sent = time.perf_counter()
+        await pilot.press(name)
+        return handled[-1] - sent
+    return key
+
+
+async def refresh(app, pilot, poller, key, m: dict) -> None:
+    """One refresh: poll (a key pressed meanwhile), build, hand over (a key right behind it)."""
+    async def timed_poll() -> float:
+        start = time.perf_counter()
+        await poller.poll_master()
+        return time.perf_counter() - start
+    poll = asyncio.create_task(timed_poll())
+    await asyncio.sleep(0)                   # the poll starts
+    m["keys"].append(await key("down"))      # a key while the poll is on the wire
+    m["polls"].append(await poll)
+    t1 = time.perf_counter()
+    snap = poller.snapshot()
+    t2 = time.perf_counter()
+    app.post_message(SnapshotReady(snap))    # as the poller hands it over
+    m["keys"].append(await key("up"))        # a key right behind it in the queue
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    m["builds"].append(t2 - t1)
+    m["renders"].append(time.perf_counter() - t2)
+
+
 async def measure(label: str, master_url: str, store, root: Path, args) -> dict:
     nodes = "\n".join(f"  - {{name: node{n:03d}, host: node{n:03d}.lan}}" for n in range(args.nodes))
     cluster = parse_cluster(f"master: {master_url}\nnodes:\n{nodes}\n", "bench.yaml", "/")
@@ -112,79 +152,49 @@ async def measure(label: str, master_url: str, store, root: Path, args) -> dict:
     app = PpssConsole(cluster, poll=False)
     poller = Poller(cluster, on_snapshot=lambda s: None, probe_nodes=False, recount_every=None)
     poller.store = counting
-    polls, builds, renders, requests, keys, rows, lines, rebuilds = [], [], [], [], [], [], [], []
+    m: dict[str, list] = {k: [] for k in ("polls", "builds", "renders", "requests", "keys", "rows", "lines", "full")}
     async with app.run_test(size=(200, 60)) as pilot:
         await pilot.pause()
         table = app.screen.query_one("NodeTable")
-        handled: list[float] = []
-        for name in ("action_cursor_down", "action_cursor_up"):
-            action = getattr(table, name)
-
-            def hooked(action=action):
-                handled.append(time.perf_counter())
-                return action()
-            setattr(table, name, hooked)
-
-        async def key(name: str) -> float:
-            """From the key's arrival (posted to the app) until its action ran."""
-            sent = time.perf_counter()
-            await pilot.press(name)
-            return handled[-1] - sent
-
+        key = key_timer(table, pilot)
         for step in range(args.refreshes + 1):
             write_statuses(root, args.nodes, step + 1, args.changing)
             before, painted, rendered = counting.calls, table.rows_repainted, table.lines_rendered
-            t0 = time.perf_counter()
-            async def timed_poll() -> float:
-                start = time.perf_counter()
-                await poller.poll_master()
-                return time.perf_counter() - start
-            poll = asyncio.create_task(timed_poll())
-            await asyncio.sleep(0)                   # the poll starts
-            key_during_poll = await key("down")      # a key while the poll is on the wire
-            poll_time = await poll
-            t1 = time.perf_counter()
-            snap = poller.snapshot()
-            t2 = time.perf_counter()
-            app.post_message(SnapshotReady(snap))    # as the poller hands it over
-            key_after_snapshot = await key("up")     # a key right behind it in the queue
-            await pilot.pause()
-            await pilot.wait_for_scheduled_animations()
-            t3 = time.perf_counter()
-            if step == 0:
-                continue  # the first refresh adds the rows and reads job.yaml
-            polls.append(poll_time)
-            builds.append(t2 - t1)
-            renders.append(t3 - t2)
-            requests.append(counting.calls - before)
-            keys += [key_during_poll, key_after_snapshot]
-            rows.append(table.rows_repainted - painted)
-            lines.append(table.lines_rendered - rendered)
+            await refresh(app, pilot, poller, key, m)
+            if step == 0:  # the first refresh adds the rows and reads job.yaml
+                for k in ("polls", "builds", "renders", "keys"):
+                    m[k].clear()
+                continue
+            m["requests"].append(counting.calls - before)
+            m["rows"].append(table.rows_repainted - painted)
+            m["lines"].append(table.lines_rendered - rendered)
         assert table.row_count == args.nodes, table.row_count
         assert app.snapshot.total == args.total
-        full = []
         for _ in range(3):                           # baseline: every row rebuilt
             t0 = time.perf_counter()
             table.show(table.rows_shown, force=True)
             await pilot.pause()
-            full.append(time.perf_counter() - t0)
-    # total: poll + build + render; the key pressed during the poll shares the loop with it.
-    totals = [a + b + c for a, b, c in zip(polls, builds, renders)]
+            m["full"].append(time.perf_counter() - t0)
+    return report(label, args, m)
+
+
+def report(label: str, args, m: dict) -> dict:
+    totals = [a + b + c for a, b, c in zip(m["polls"], m["builds"], m["renders"])]
+    mean = statistics.mean
     print(f"\n{label}: {args.nodes} nodes, total {args.total:,} items, {args.refreshes} refreshes, "
           f"{args.changing:.0%} of the nodes changing per refresh")
-    print(f"  poll    {stats(polls)}   ({statistics.mean(requests):.0f} store requests per poll)")
-    print(f"  build   {stats(builds)}")
-    print(f"  render  {stats(renders)}   ({statistics.mean(rows):.0f} rows repainted, "
-          f"{statistics.mean(lines):.0f} lines rendered per refresh)")
+    print(f"  poll    {stats(m['polls'])}   ({mean(m['requests']):.0f} store requests per poll)")
+    print(f"  build   {stats(m['builds'])}")
+    print(f"  render  {stats(m['renders'])}   ({mean(m['rows']):.0f} rows repainted, "
+          f"{mean(m['lines']):.0f} lines rendered per refresh)")
     print(f"  total   {stats(totals)}")
-    print(f"  keys    {stats(keys)}   (while polling and right after a snapshot)")
-    print(f"  baseline render rebuilding every row: {stats(full)}   "
-          f"ratio {statistics.mean(full) / statistics.mean(renders):.1f}x")
-    return {"label": label, "total_ms_mean": statistics.mean(totals) * 1000,
-            "total_ms_max": max(totals) * 1000, "poll_ms_mean": statistics.mean(polls) * 1000,
-            "render_ms_mean": statistics.mean(renders) * 1000, "key_ms_max": max(keys) * 1000,
-            "rows_repainted_mean": statistics.mean(rows), "requests_per_poll": statistics.mean(requests),
-            "rebuild_ms_mean": statistics.mean(full) * 1000}
+    print(f"  keys    {stats(m['keys'])}   (while polling and right after a snapshot)")
+    print(f"  baseline render rebuilding every row: {stats(m['full'])}   "
+          f"ratio {mean(m['full']) / mean(m['renders']):.1f}x")
+    return {"label": label, "total_ms_mean": mean(totals) * 1000, "total_ms_max": max(totals) * 1000,
+            "poll_ms_mean": mean(m["polls"]) * 1000, "render_ms_mean": mean(m["renders"]) * 1000,
+            "key_ms_max": max(m["keys"]) * 1000, "rows_repainted_mean": mean(m["rows"]),
+            "requests_per_poll": mean(m["requests"]), "rebuild_ms_mean": mean(m["full"]) * 1000}
 
 
 async def main() -> None:

@@ -13,11 +13,10 @@ import sys
 
 import humanize
 
-from worker import layout as L
 from worker.address import parse_address
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_USAGE, PpssError, UsageError
-from worker.jobops import failed_items, init_job, list_source_dir, set_state, split_items
-from worker.jobstatus import read_job_status, read_spec
+from worker.jobops import init_job, list_source_dir, set_state, split_items
+from worker.jobstatus import read_job_status
 from worker.reconcile import count_records
 from worker.store import open_store
 

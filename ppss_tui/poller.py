@@ -24,7 +24,6 @@ from collections.abc import Callable
 
 import asyncssh
 
-from worker import layout as L
 from worker.errors import ConnectError, PpssError
 from worker.jobspec import JobSpec
 from worker.jobstatus import read_job_status, read_spec

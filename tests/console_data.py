@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ppss_tui.clusterfile import parse_cluster
-from ppss_tui.snapshot import (CONNECTING, HOSTKEY_CHANGED, LOGIN_REFUSED, UNREACHABLE, UP, JobSnapshot,
+from ppss_tui.snapshot import (HOSTKEY_CHANGED, LOGIN_REFUSED, UNREACHABLE, UP, JobSnapshot,
                                NodeRow, RunningView)
 from ppss_tui.access import RETRY_MISSING
 from worker.control import ControlError, parse_control

@@ -8,7 +8,7 @@ import pytest
 from console_data import NOW, FakeAccess, cluster, failed_records, snapshot
 from ppss_tui import format as F
 from ppss_tui.app import PpssConsole, read_keymap
-from ppss_tui.failgroups import fold_names, group_failures, mask_item, tail_end
+from ppss_tui.failgroups import fold_names, group_failures
 from ppss_tui.snapshot import (CONNECTING, HOSTKEY_CHANGED, HOSTKEY_UNKNOWN, LOGIN_REFUSED, NOT_LISTED,
                                UNREACHABLE, UP, NodeHealth, RateMeter, build_snapshot,
                                classify_connect_error, eta_seconds, parse_proc, rate_of)

@@ -7,7 +7,6 @@ for load and memory. Keys change control.yaml on the master and the workers obey
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -15,7 +15,7 @@ from ppss_tui.clusterfile import parse_cluster
 from ppss_tui.failgroups import group_failures, mask_item, tail_end
 from ppss_tui.nodeview import View, matches
 from ppss_tui.snapshot import UP, JobSnapshot, NodeRow, RunningView
-from ppss_tui.widgets import NodeDetail, NodeTable
+from ppss_tui.widgets import NodeTable
 from ppss_tui.widgets.nodetable import ALWAYS, COLUMNS, columns_for
 from worker.errors import UsageError
 
