@@ -103,10 +103,10 @@ class PpssConsole(App):
             if not b.id or b.action in ("help", "app.help") or b.id in seen:
                 continue  # only our own bindings: widget and system keys are not remappable here
             seen.add(b.id)
-            keys.append((self.get_key_display(b), b.description or b.action, b.id))
+            keys.append((self.get_key_display(b), b.tooltip or b.description or b.action, b.id))
         keys.append((self.get_key_display(Binding("question_mark", "help")), "this help", "help"))
-        keys.append(("↑ ↓ pgup pgdn", "select a node", ""))
-        keys.append(("ctrl+p", "command palette (ppss commands, theme)", ""))
+        keys.append(("↑ ↓ pgdn", "select a node", ""))
+        keys.append(("ctrl+p", "palette: commands, theme", ""))
         self.push_screen(HelpScreen(keys))
 
 
