@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK
+from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, UsageError
 from worker.jobstatus import read_job_status, read_spec
 
 from . import format as F
@@ -52,6 +52,10 @@ def plain_line(snap: JobSnapshot, now: float) -> str:
 
 async def run(args, store, out=None, clock: Callable[[], float] = time.time) -> int:
     """Read the job every ``args.interval`` seconds until it is finished. ``store`` stays the caller's."""
+    if getattr(args, "json", False) or getattr(args, "recount", False):
+        raise UsageError("status --watch goes without --json and --recount")
+    if args.interval <= 0:
+        raise UsageError("--interval must be more than 0 seconds")
     out = out or sys.stdout
     tty = out.isatty()
     spec = await read_spec(store)

@@ -71,3 +71,11 @@ def test_failed_grouped_and_raw(tmp_path):
     raw = subprocess.run([*CONSOLE, "failed", str(job), "--raw"], capture_output=True, text=True, timeout=60)
     assert len(raw.stdout.strip().splitlines()) == 12 and "/data/in/file-000.dat" in raw.stdout
     assert grouped_lines([]) == ["no failed items"]
+
+
+def test_watch_refuses_json_and_bad_interval(tmp_path):
+    job = _job(tmp_path, 2, "true")
+    for extra in (["--json"], ["--interval", "0"]):
+        r = subprocess.run([*CONSOLE, "status", str(job), "--watch", *extra], capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
