@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 
 import humanize
 
-from worker import layout as L
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, PpssError, UsageError
-from worker.jobops import failed_items, init_job, split_items
-from worker.jobstatus import read_job_status, read_spec
+from worker.jobops import init_job, split_items
+from worker.jobstatus import read_job_status
 from worker.reconcile import count_records
 from worker.sourcedir import scan_source_dir
 from worker.store import open_store
@@ -74,6 +73,8 @@ def init_options(s: argparse.ArgumentParser) -> None:
 def status_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--recount", action="store_true", help="count done/failed records exactly (lists them)")
+    from . import watch  # console helper: status --watch
+    watch.add_arguments(s)
 
 
 def state_options(s: argparse.ArgumentParser) -> None:
@@ -83,7 +84,8 @@ def state_options(s: argparse.ArgumentParser) -> None:
 
 
 def failed_options(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--json", action="store_true")
+    from . import failedcmd  # grouped like the console's failed view
+    failedcmd.add_arguments(s)
 
 
 def trust_options(s: argparse.ArgumentParser) -> None:
@@ -187,6 +189,13 @@ def _age(seconds: float | None) -> str:
 
 
 async def cmd_status(args) -> int:
+    if args.watch:  # console helper: ppss_tui/watch.py
+        from . import watch
+        store = await _open(args)
+        try:
+            return await watch.run(args, store)
+        finally:
+            await store.close()
     store = await _open(args)
     try:
         status = await read_job_status(store)
@@ -233,21 +242,12 @@ async def cmd_state(args) -> int:
 
 
 async def cmd_failed(args) -> int:
+    from . import failedcmd  # console helper: ppss_tui/failedcmd.py
     store = await _open(args)
     try:
-        await read_spec(store)
-        records = await failed_items(store)
+        return await failedcmd.run(args, store)
     finally:
         await store.close()
-    if args.json:
-        print(json.dumps(records))
-        return EXIT_OK
-    if not records:
-        print("no failed items")
-    for r in sorted(records, key=lambda r: r.get("start") or 0):
-        item = L.display_item(L.item_from_json(r.get("item", "")), 80)
-        print(f"exit {r.get('exit')}  node {r.get('node', '?')}  attempt {r.get('attempt', 1)}  {item}")
-    return EXIT_OK
 
 
 async def cmd_trust(args) -> int:
@@ -285,7 +285,7 @@ COMMANDS: list[Command] = [
     _state("resume", "running", "run again"),
     _state("stop", "stopped", "let running items finish, then workers exit"),
     _state("suspend", "suspended", "freeze running items (SIGSTOP)"),
-    Command("failed", "list failed items with exit code and node", cmd_failed, failed_options),
+    Command("failed", "failed items grouped by cause (--raw: every record)", cmd_failed, failed_options),
     Command("trust", "show host key fingerprints and add them to known_hosts", cmd_trust, trust_options,
             job=False),
     Command("check", "preflight: every link from here to the nodes and from the nodes to the master",

@@ -249,7 +249,7 @@ def test_always_failing_items_are_listed(work: Path) -> None:
     assert sorted(L.item_from_json(r["item"]) for r in records) == sorted(items)
     for r in records:
         assert r["exit"] == 3 and r["node"] == "failnode" and r["attempt"] == 3
-    text = console("failed", str(job))
+    text = console("failed", str(job), "--raw")
     assert_ok(text)
     lines = text.stdout.splitlines()
     assert len(lines) == 3
