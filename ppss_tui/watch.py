@@ -65,7 +65,7 @@ async def run(args, store, out=None, clock: Callable[[], float] = time.time) -> 
         status = await read_job_status(store, spec)
         now = clock()
         meter.add(now, status.done + status.failed)
-        snap = build_snapshot(args.master, status, (), {}, meter, {}, now)
+        snap = build_snapshot(store.label, status, (), {}, meter, {}, now)
         if tty:
             line = live_line(snap)
             out.write("\r" + line.ljust(len(last)))
