@@ -101,8 +101,7 @@ async def cmd_init(args) -> int:
         raise UsageError("--no-recurse and --watch go with --source-dir")
     if args.source_file is None and args.null:
         raise UsageError("--null goes with --source-file")
-    store = await _open(args)
-    try:
+    async with await _open(args) as store:
         if args.source_file is not None:
             if args.source_file == "-":
                 data = sys.stdin.buffer.read()
@@ -121,8 +120,6 @@ async def cmd_init(args) -> int:
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
                                 file_server=args.file_server, watch=args.watch,
                                 recurse=not args.no_recurse)
-    finally:
-        await store.close()
     dup = f" ({result.duplicates} duplicate items skipped)" if result.duplicates else ""
     print(f"created job {address.display()}: {result.spec.total} items{dup}")
     print(f"start workers with: ppss-worker {address.display()} --slots N")
@@ -136,12 +133,9 @@ def _age(seconds: float | None) -> str:
 
 
 async def cmd_status(args) -> int:
-    store = await _open(args)
-    try:
+    async with await _open(args) as store:
         status = await read_job_status(store)
         exact = await count_records(store) if args.recount else None
-    finally:
-        await store.close()
     data = status.to_dict()
     if exact:
         data["done"], data["failed"] = exact
@@ -170,23 +164,17 @@ async def cmd_status(args) -> int:
 
 
 async def cmd_state(args) -> int:
-    store = await _open(args)
-    try:
+    async with await _open(args) as store:
         control = await set_state(store, args.state, args.node)
-    finally:
-        await store.close()
     who = f"node {args.node}" if args.node else "job"
     print(f"{who}: {args.state}" + ("" if args.node else f" (control.yaml state: {control.state})"))
     return EXIT_OK
 
 
 async def cmd_failed(args) -> int:
-    store = await _open(args)
-    try:
+    async with await _open(args) as store:
         await read_spec(store)
         records = await failed_items(store)
-    finally:
-        await store.close()
     if args.json:
         print(json.dumps(records))
         return EXIT_OK

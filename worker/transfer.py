@@ -18,7 +18,7 @@ import shutil
 from . import layout as L
 from .errors import PpssError
 from .jobspec import JobSpec
-from .store import Store
+from .store import FileServer
 
 
 class TransferError(PpssError):
@@ -39,7 +39,7 @@ def relative_item_path(item: str, source: str) -> str:
 
 
 class CopyTransfer:
-    def __init__(self, files: Store, master: Store, spec: JobSpec, job_path: str, work_root: str) -> None:
+    def __init__(self, files: FileServer, master: FileServer, spec: JobSpec, job_path: str, work_root: str) -> None:
         self.files = files
         self.master = master
         self.spec = spec
