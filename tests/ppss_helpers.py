@@ -157,3 +157,21 @@ def read_lines(path: Path) -> list[str]:
 def write_items(path: Path, items: Sequence[bytes], sep: bytes = b"\n") -> Path:
     path.write_bytes(b"".join(i + sep for i in items))
     return path
+
+
+def items_n(n: int, prefix: str = "item") -> list[bytes]:
+    """``n`` distinct items: item-00000, item-00001, ..."""
+    return [f"{prefix}-{i:05d}".encode() for i in range(n)]
+
+
+def assert_exactly_once(completed: list[str], items: list[bytes], may_repeat: set[str] = frozenset()) -> None:
+    """Every item completed, none twice (``may_repeat``: ids that may run twice)."""
+    from worker import layout as L
+
+    want = sorted(L.item_id(i) for i in items)
+    counts: dict[str, int] = {}
+    for ident in completed:
+        counts[ident] = counts.get(ident, 0) + 1
+    assert sorted(counts) == want, "some item never completed (or an unknown one did)"
+    twice = {i: c for i, c in counts.items() if c > 1 and not (i in may_repeat and c == 2)}
+    assert not twice, f"items completed more than once: {twice}"

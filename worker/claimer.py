@@ -39,7 +39,7 @@ class Claimer:
         if len(self.finished_at) >= 2:
             span = self.finished_at[-1] - self.finished_at[0]
             rate = (len(self.finished_at) - 1) / span if span > 0 else float("inf")
-            ahead = max(1, min(2 * slots + 4, math.ceil(rate * CLAIM_AHEAD_S)))
+            ahead = max(1, math.ceil(min(2 * slots + 4, rate * CLAIM_AHEAD_S)))  # rate may be inf
         return max(1, slots) + ahead
 
     async def loop(self, end: EndOfJob) -> None:

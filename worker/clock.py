@@ -23,22 +23,27 @@ class Clock:
 
 
 class FakeClock(Clock):
-    """The real clocks plus an offset that ``advance`` moves (every clock alike)."""
+    """Clocks that stand still until ``advance`` moves them (all three alike): whatever the
+    machine's speed, a test sees the same rates, intervals and silences."""
 
-    def __init__(self) -> None:
-        self.offset = 0.0
+    def __init__(self, wall: float | None = None) -> None:
+        self.now_monotonic = 1000.0
+        self.now_wall = time.time() if wall is None else wall
+        self.now_awake = 1000.0
 
     def advance(self, seconds: float) -> None:
-        self.offset += seconds
+        self.now_monotonic += seconds
+        self.now_wall += seconds
+        self.now_awake += seconds
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.offset
+        return self.now_monotonic
 
     def wall(self) -> float:
-        return time.time() + self.offset
+        return self.now_wall
 
     def awake(self) -> float:
-        return super().awake() + self.offset
+        return self.now_awake
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> None:
