@@ -5,12 +5,10 @@ workers or sshd (those stay in test_engine_*.py and test_fault_tolerance.py)."""
 from __future__ import annotations
 
 import asyncio
-import json
-from pathlib import Path
 
 import pytest
 
-from ppss_helpers import assert_exactly_once, items_n
+from ppss_helpers import Job, assert_exactly_once, items_n
 from worker import layout as L
 from worker.claims import Candidate, Claims
 from worker.clock import FakeClock
@@ -62,20 +60,12 @@ async def until(pred, what: str, timeout: float = 20) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def completed(root: str) -> list[str]:
-    """The ids of every done/failed event in the nodes' job logs."""
-    out = []
-    for path in Path(root, L.JOBLOG_DIR).glob("*.jsonl"):
-        out += [e["id"] for e in map(json.loads, path.read_text().splitlines()) if e["event"] in ("done", "failed")]
-    return out
-
-
 async def test_two_workers_end_the_job_together(tmp_path) -> None:
     items = items_n(120)
     root, _, spec = await make_job(tmp_path, items, chunk_size=16)
     a, b = Node(root, spec, "a").start(), Node(root, spec, "b").start()
     assert await a.result() == EXIT_OK and await b.result() == EXIT_OK
-    assert_exactly_once(completed(root), items)
+    assert_exactly_once(Job(root), items, recount=False)
     # the end was decided on the counters (no item left behind to claim)
     assert not a.logged("items left behind") and not b.logged("items left behind")
     for node in (a, b):
@@ -88,7 +78,7 @@ async def test_a_failed_item_ends_the_job_with_status_1(tmp_path) -> None:
     root, _, spec = await make_job(tmp_path, items, command='test "$ITEM" != bad')
     node = Node(root, spec, "a").start()
     assert await node.result() == EXIT_ITEMS_FAILED
-    assert_exactly_once(completed(root), items)
+    assert_exactly_once(Job(root), items, failed={b"bad": 1}, recount=False)
     assert node.worker.st.counters.failed == 1
 
 
@@ -116,7 +106,7 @@ async def test_a_lost_nodes_items_are_taken_over_after_the_lease(tmp_path) -> No
     assert node.worker.st.counters.done == 4 and not node.task.done()
     clock.advance(31)  # the ghost's status file is now older than the lease
     assert await node.result() == EXIT_OK
-    assert_exactly_once(completed(root), items)
+    assert_exactly_once(Job(root), items, recount=False)
     taken = node.logged("took over 2 of its items") + node.logged("took 2 items left behind")
     assert len(taken) == 1, node.lines
 
@@ -159,7 +149,7 @@ async def test_claim_ahead_stays_within_three_times_the_slots_plus_four(tmp_path
     # the rate is "infinite" and the claimer holds its maximum: 3 x slots + 4.
     assert held[0] == slots + 1
     assert max(held) == 3 * slots + 4
-    assert_exactly_once(completed(root), items)
+    assert_exactly_once(Job(root), items, recount=False)
 
 
 async def test_control_pause_releases_claims_and_stop_ends_the_worker(tmp_path) -> None:
@@ -177,5 +167,5 @@ async def test_control_pause_releases_claims_and_stop_ends_the_worker(tmp_path) 
     await set_state(store, "stopped")
     assert await node.result() == EXIT_STOPPED
     assert st.reported_state() == "stopped"
-    assert len(completed(root)) == done < len(items)
+    assert len(Job(root).records()[0]) == done < len(items)
     assert not list((tmp_path / "job" / L.LOCKS_DIR).rglob("*@*"))  # every claim given back
