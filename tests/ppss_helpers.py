@@ -223,6 +223,17 @@ class Job:
             assert f"{len(items)} items" in res.stdout, res.stdout
         return res
 
+    async def init_here(self, items: Sequence[bytes], command: str = "true", store: Any | None = None,
+                        **options: Any):
+        """The same job made in this process (``worker.jobops.init_job``) over ``store`` (default:
+        a ``LocalStore`` of the directory), which is returned open; ``options``: lease, retries,
+        chunk_size, ..."""
+        from worker.jobops import init_job
+        from worker.store import LocalStore
+        store = store or LocalStore(str(self.dir))
+        await init_job(store, command, list(items), "file", "items", **options)
+        return store
+
     def create(self, items: Sequence[bytes], command: str, *extra: str) -> str:
         """A job of ``items`` running ``command``; returns its URL."""
         self.init("--command", command, *extra, items=items)

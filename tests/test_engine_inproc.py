@@ -14,7 +14,7 @@ from worker.claims import Candidate, Claims
 from worker.clock import FakeClock
 from worker.engine import Worker
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_STOPPED
-from worker.jobops import init_job, set_state
+from worker.jobops import set_state
 from worker.jobstatus import NodeStatus, read_spec
 from worker.store import LocalStore
 
@@ -46,10 +46,8 @@ class Node:
 
 
 async def make_job(tmp_path, items: list[bytes], command: str = "true", **kw):
-    root = str(tmp_path / "job")
-    store = LocalStore(root)
-    await init_job(store, command, items, "file", "items", **kw)
-    return root, store, await read_spec(store)
+    store = await Job(tmp_path / "job").init_here(items, command, **kw)
+    return store.root, store, await read_spec(store)
 
 
 async def until(pred, what: str, timeout: float = 20) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ppss_helpers import (AWKWARD_LINES, Job, assert_ok, assert_one_line_error, console, run_worker,
+from ppss_helpers import (AWKWARD_LINES, Job, assert_ok, assert_one_line_error, console, items_n, run_worker,
                           status_json, write_items)
 from worker import layout as L
 
@@ -211,7 +211,7 @@ def test_retry_succeeds_second_time(work: Path) -> None:
     marks = work / "marks"
     marks.mkdir()
     runs = work / "runs"
-    items = [f"item {i}".encode() for i in range(12)]
+    items = items_n(12)
     src = write_items(work / "items", items)
     job = Job(work / "job")
     cmd = (f'echo "$ITEM_ID" >> "{runs}"; '
@@ -257,7 +257,7 @@ def test_always_failing_items_are_listed(work: Path) -> None:
 
 def test_worker_rerun_on_finished_job_runs_nothing(work: Path) -> None:
     runs = work / "runs"
-    items = [f"i{i}".encode() for i in range(5)]
+    items = items_n(5)
     src = write_items(work / "items", items)
     job = Job(work / "job")
     job.init("--source-file", str(src), "--command", f'echo "$ITEM_ID" >> "{runs}"', cwd=work / "cwd")
@@ -376,7 +376,7 @@ def _wait_file(path: Path, timeout: float = 30) -> None:
 def test_sigint_releases_claims_exit_130(work: Path) -> None:
     from ppss_helpers import finish, start_worker
     import signal
-    items = [f"i{i}".encode() for i in range(6)]
+    items = items_n(6)
     src = write_items(work / "items", items)
     job = Job(work / "job")
     started = work / "started"
@@ -436,7 +436,7 @@ def test_defaults_node_name_and_slots(work: Path) -> None:
 def test_second_live_worker_with_same_name_refused_and_stop_one_node(work: Path) -> None:
     from ppss_helpers import finish, start_worker, wait_for
     import signal
-    items = [f"i{i:03d}".encode() for i in range(40)]
+    items = items_n(40)
     src = write_items(work / "items", items)
     job = Job(work / "job")
     runs = work / "runs"
@@ -469,7 +469,7 @@ def test_second_live_worker_with_same_name_refused_and_stop_one_node(work: Path)
 def test_three_workers_share_a_one_chunk_job(work: Path) -> None:
     """All items in one chunk: the two workers that help its sweeper get a fair share too."""
     from ppss_helpers import finish, start_worker
-    src = write_items(work / "items", [f"{i:03d}".encode() for i in range(90)])
+    src = write_items(work / "items", items_n(90))
     job = Job(work / "job")
     job.init("--source-file", str(src), "--command", ': "$ITEM"; sleep 0.1')
     procs = [start_worker(str(job), "--slots", "2", "-n", f"w{i}", cwd=work / "cwd") for i in range(3)]

@@ -514,7 +514,6 @@ async def test_scan_does_not_take_a_lock_emptied_by_a_commit_as_orphan(tmp_path:
     """The check lists lock shards (old mtimes), then each lock's contents. A claim taken over and
     committed in between leaves an empty lock whose LISTED mtime is older than the lease: that is
     no orphan (it must not be moved to the graveyard and claimed again, which re-runs the item)."""
-    from worker.jobops import init_job
     from worker.jobstatus import read_spec
     from worker.reconcile import scan
     from worker.store import LocalStore
@@ -530,7 +529,7 @@ async def test_scan_does_not_take_a_lock_emptied_by_a_commit_as_orphan(tmp_path:
     store = CommitDuringScan(str(self_path))
     item = b"taken-over"
     ident, token = L.item_id(item), "n3@r3"
-    await init_job(store, "true", [item], "file", "-", lease=5)
+    await Job(self_path).init_here([item], store=store, lease=5)
     spec = await read_spec(store)
     (self_path / L.lock_path(ident) / token).mkdir(parents=True)
     old = time.time() - 60  # claimed long ago by the lost node, then taken over by n3
