@@ -258,7 +258,9 @@ def test_resume_after_sigkill_same_node_takes_back_its_claims(ssh_cluster: SshCl
     assert_ok(res)
     assert time.monotonic() - t0 < 40, "the restarted node waited for its own lease"
     assert job.held_by("kil") == set()
-    assert_exactly_once(job, items, executions=ends(log), may_repeat=completed_uncommitted)
+    # the job-log lines of the last half second before the crash were still in the worker's buffer
+    assert_exactly_once(job, items, executions=ends(log), may_repeat=completed_uncommitted,
+                        joblog_may_miss=done_before)
     assert not [i for i in done_before if ends(log).count(i) != 1], "a done item ran again"
     assert len(set(job.records()[0])) == len(items)
     st = status_json(url, "--recount", cluster=ssh_cluster)
