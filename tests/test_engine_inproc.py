@@ -16,7 +16,7 @@ from worker.engine import Worker
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_STOPPED
 from worker.jobops import set_state
 from worker.jobstatus import NodeStatus, read_spec
-from worker.store import LocalStore
+from worker.store import Fault, FaultyStore, LocalStore, StoreError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,14 +133,17 @@ async def test_claim_ahead_stays_within_three_times_the_slots_plus_four(tmp_path
     items = items_n(200)
     root, _, spec = await make_job(tmp_path, items)
     node = Node(root, spec, "a", slots=slots)
-    st, claimer = node.worker.st, node.worker.claimer
-    held: list[int] = []
-    claim = claimer.claim
+    st, sweeper = node.worker.st, node.worker.claimer.sweeper
+    held: list[int] = []  # what the node holds (running + claimed ahead) once a batch is won
+    sweep = sweeper.next
 
-    async def counted(candidates):
-        await claim(candidates)
-        held.append(len(st.queue) + len(st.running))
-    claimer.claim = counted
+    async def counted(want):
+        candidates = await sweep(want)
+        assert len(candidates) <= want
+        if candidates:
+            held.append(len(st.queue) + len(st.running) + want)
+        return candidates
+    sweeper.next = counted
     node.start()
     assert await node.result() == EXIT_OK
     # No rate known yet: the slots plus one. The clock stands still, so once two items ended
@@ -167,3 +170,25 @@ async def test_control_pause_releases_claims_and_stop_ends_the_worker(tmp_path) 
     assert st.reported_state() == "stopped"
     assert len(Job(root).records()[0]) == done < len(items)
     assert not list((tmp_path / "job" / L.LOCKS_DIR).rglob("*@*"))  # every claim given back
+
+
+async def test_a_full_disk_on_the_master_stops_the_worker_and_a_restart_finishes(tmp_path) -> None:
+    """FaultyStore: ENOSPC when writing the last item's log (one slot: nothing else runs then).
+    The worker ends with that one-line error (ppss-worker's exit status 4); restarted, it finds
+    the item recorded (the fence comes before the log) and ends the job."""
+    items = items_n(5)
+    root, store, spec = await make_job(tmp_path, items, command='echo "$ITEM"')
+    node = Node(root, spec, "a", slots=1)
+    faulty = FaultyStore(node.store, [Fault("nospace", at=len(items), op="write", path="logs/*")])
+    node.worker = Worker(faulty, spec, "a", 1, log=node.lines.append, job_path=root, clock=node.clock)
+    node.start()
+    with pytest.raises(StoreError, match=r"/logs/.*: No space left on device$") as err:
+        await node.result()
+    assert err.value.exit_code == 4 and len(faulty.log) == 1
+    job = Job(root)
+    done_first = set(job.records()[0])
+    assert len(done_first) == len(items)
+    again = Node(root, spec, "a").start()
+    assert await again.result() == EXIT_OK
+    # a worker stopped by an error does not flush its job log: those lines are lost
+    assert_exactly_once(job, items, joblog_may_miss=done_first, recount=False)
