@@ -149,8 +149,7 @@ async def cmd_init(args) -> int:
     if args.source_file is None and args.null:
         raise UsageError("--null goes with --source-file")
     skipped = 0
-    store = await _open(args)
-    try:
+    async with await _open(args) as store:
         if args.source_file is not None:
             if args.source_file == "-":
                 data = sys.stdin.buffer.read()
@@ -170,8 +169,6 @@ async def cmd_init(args) -> int:
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
                                 file_server=args.file_server, watch=args.watch,
                                 recurse=not args.no_recurse, timeout=args.timeout)
-    finally:
-        await store.close()
     dup = f" ({result.duplicates} duplicate items skipped)" if result.duplicates else ""
     print(f"created job {args.address.display()}: {result.spec.total} items{dup}")
     if skipped:
@@ -189,19 +186,13 @@ def _age(seconds: float | None) -> str:
 
 
 async def cmd_status(args) -> int:
-    if args.watch:  # console helper: ppss_tui/watch.py
+    if args.watch:
         from . import watch
-        store = await _open(args)
-        try:
+        async with await _open(args) as store:
             return await watch.run(args, store)
-        finally:
-            await store.close()
-    store = await _open(args)
-    try:
+    async with await _open(args) as store:
         status = await read_job_status(store)
         exact = await count_records(store) if args.recount else None
-    finally:
-        await store.close()
     data = status.to_dict()
     if exact:
         data["done"], data["failed"] = exact
@@ -231,23 +222,17 @@ async def cmd_status(args) -> int:
 
 async def cmd_state(args) -> int:
     cluster = _job_cluster(args)
-    store = await _open(args)
-    try:
+    async with await _open(args) as store:
         control, nodes = await set_nodes_state(store, args.state, args.node, cluster, args.force)
-    finally:
-        await store.close()
     who = "job" if nodes is None else ("node " if len(nodes) == 1 else "nodes ") + args.node
     print(f"{who}: {args.state}" + ("" if nodes else f" (control.yaml state: {control.state})"))
     return EXIT_OK
 
 
 async def cmd_failed(args) -> int:
-    from . import failedcmd  # console helper: ppss_tui/failedcmd.py
-    store = await _open(args)
-    try:
+    from . import failedcmd
+    async with await _open(args) as store:
         return await failedcmd.run(args, store)
-    finally:
-        await store.close()
 
 
 async def cmd_trust(args) -> int:

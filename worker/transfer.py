@@ -26,7 +26,7 @@ import stat
 from . import layout as L
 from .errors import PpssError
 from .jobspec import JobSpec
-from .store import Store
+from .store import FileServer
 
 
 class TransferError(PpssError):
@@ -90,7 +90,7 @@ def tidy_output(out: str) -> list[str]:
 
 
 class CopyTransfer:
-    def __init__(self, files: Store, master: Store, spec: JobSpec, job_path: str, work_root: str) -> None:
+    def __init__(self, files: FileServer, master: FileServer, spec: JobSpec, job_path: str, work_root: str) -> None:
         self.files = files
         self.master = master
         self.spec = spec
