@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from .errors import JobError
 from .yamlio import dump_yaml, load_yaml
@@ -26,7 +27,9 @@ class JobSpec:
     file_server: str | None = None
     watch: bool = False
     recurse: bool = True
-    created: str = ""
+    created: str | float = ""  # master epoch seconds (older jobs: local "%Y-%m-%dT%H:%M:%S%z" text)
+    priority: int = 0  # higher first among the jobs of a root (control.yaml's priority wins)
+    halt: str | None = None  # "N" or "N%": the job halts itself when failures pass it
     format: int = FORMAT
     extra: dict = field(default_factory=dict)
 
@@ -49,7 +52,28 @@ class JobSpec:
             raise JobError(f"{where}: job format {data['format']} is newer than this ppss understands")
         values = {k: v for k, v in data.items() if k in known}
         values["extra"] = {k: v for k, v in data.items() if k not in known}
+        priority = values.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise JobError(f"{where}: priority: {priority!r} is not a whole number")
+        if values.get("halt") is not None:
+            from .errors import UsageError
+            from .halt import parse_halt
+            values["halt"] = str(values["halt"])
+            try:
+                parse_halt(values["halt"], f"{where}: halt")
+            except UsageError as exc:
+                raise JobError(str(exc)) from None
         return cls(**values)
+
+    @property
+    def created_epoch(self) -> float:
+        """When the job was created, in epoch seconds (0 if unknown), old text form included."""
+        if isinstance(self.created, (int, float)) and not isinstance(self.created, bool):
+            return float(self.created)
+        try:
+            return datetime.strptime(str(self.created), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        except ValueError:
+            return 0.0
 
     def mentions_item(self) -> bool:
         from .runner import mentions_item
