@@ -50,13 +50,16 @@ def check_job_name(name: str) -> str:
 class JobView(Store):
     """A job of a root seen as its own Store: paths prefixed with NAME/, the root's connection."""
 
-    def __init__(self, parent: Store, name: str) -> None:
+    def __init__(self, parent: Store, name: str, in_root: bool = True) -> None:
         self.parent = parent
         self.name = name
+        self.in_root = in_root  # the parent is a jobs root (retry marks the job active there)
         self.root = parent.path(name)
         self.label = parent.where(name)
 
     def _p(self, rel: str) -> str:
+        if rel.startswith("/"):
+            return rel  # an absolute path on the master (a source directory): as the root's store
         return f"{self.name}/{rel}" if rel else self.name
 
     async def make_root(self) -> None:
@@ -88,7 +91,7 @@ def job_store(root: Store, name: str) -> JobView:
 
 def root_of(store: Store) -> tuple[Store, str] | None:
     """(root store, job name) when ``store`` is a job seen through its root, else None."""
-    return (store.parent, store.name) if isinstance(store, JobView) else None
+    return (store.parent, store.name) if isinstance(store, JobView) and store.in_root else None
 
 
 async def is_job(store: Store, name: str) -> bool:
