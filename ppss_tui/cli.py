@@ -21,7 +21,7 @@ from worker import layout as L
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, PpssError, UsageError
 from worker.jobops import failed_items, init_job, resume_halted, split_items
 from worker.jobsroot import mark_active
-from worker.jobstatus import read_job_status, read_spec
+from worker.jobstatus import FINISHED_FILE, read_job_status, read_spec
 from worker.reconcile import count_records
 from worker.sourcedir import scan_source_dir
 from worker.store import open_store
@@ -236,13 +236,16 @@ async def cmd_state(args) -> int:
     cluster = _job_cluster(args)
     if args.fleet:
         return await rootcmds.fleet_state(args, cluster)
-    store = await _open(args)
+    parent, store = await rootcmds.open_in_parent(args)
     try:
-        if args.state == "running" and args.node is None:
+        resume = args.state == "running" and args.node is None
+        if resume:
             await resume_halted(store, (await read_job_status(store)).failed)
         control, nodes = await set_nodes_state(store, args.state, args.node, cluster, args.force)
+        if resume and store.in_root and not await store.exists(FINISHED_FILE):
+            await mark_active(parent, store.name)  # e.g. an init cut short before its marker
     finally:
-        await store.close()
+        await parent.close()
     who = "job" if nodes is None else ("node " if len(nodes) == 1 else "nodes ") + args.node
     print(f"{who}: {args.state}" + ("" if nodes else f" (control.yaml state: {control.state})"))
     return EXIT_OK
