@@ -47,10 +47,13 @@ class Claimer:
         while True:
             state, _ = st.effective()
             want = self.target_queue() - len(st.queue) - len(st.running)
+            if st.pool is not None and state == "running":
+                want = st.pool.claim_allowance(st, want)  # serving a root: the node's slots are shared
             if state != "running" or want <= 0:
                 await st.wait_kick(HEARTBEAT)
                 continue
             candidates = await self.sweeper.next(want)
+            st.exhausted = not candidates
             if candidates:
                 st.draining = False
                 await self.claim(candidates)

@@ -1,6 +1,9 @@
 """ppss-worker MASTER [--slots N] [--node-name NAME]: the headless node program.
 
-Exit status: 0 job finished, no item failed; 1 job finished, some items failed; 2 usage error;
+MASTER is a job (holds job.yaml) or a jobs root (an existing directory without one): a root is
+served until SIGTERM/Ctrl-C or a fleet stop, running every runnable job on it (worker/serve.py).
+
+Exit status: 0 job finished, no item failed (a root: a fleet stop); 1 job finished, some items failed; 2 usage error;
 3 cannot reach the master (connection, host key, login); 4 job directory missing or invalid,
 or an I/O error on the master; 5 stopped through control.yaml before the job finished;
 130 / 143 interrupted by SIGINT / SIGTERM (running items terminated, claims released).
@@ -17,7 +20,9 @@ import sys
 from .address import parse_address
 from .engine import Worker, default_node_name, valid_node_name
 from .errors import EXIT_INTERRUPTED, EXIT_USAGE, PpssError, UsageError
+from . import layout as L
 from .jobstatus import read_spec
+from .serve import Server
 from .store import open_store
 from .transfer import CopyTransfer, default_work_root
 
@@ -53,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ppss-worker", description="Process the items of a ppss job on this node.",
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    p.add_argument("master", help="the job: ssh://[user@]host[:port]/path, or a local path")
+    p.add_argument("master", help="the job (or a jobs root: a directory of jobs, served until stopped): "
+                   "ssh://[user@]host[:port]/path, or a local path")
     p.add_argument("--slots", "-s", type=int, default=os.cpu_count() or 1,
                    help="items run at once (default: CPU count)")
     p.add_argument("--node-name", "-n", default=None, help="this node's name (default: hostname)")
@@ -77,23 +83,45 @@ async def run(args: argparse.Namespace) -> int:
     store = await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4)
     files = None
     try:
+        if not await store.exists(L.JOB_FILE) and await store.exists(""):
+            return await serve_root(store, address, node, args, log, event)
         spec = await read_spec(store)
         job_path = address.path if address.is_local else await store.realpath(address.path)
-        transfer = None
-        if spec.transfer == "copy":
-            files = store
-            if spec.file_server:
-                server = spec.file_server.rstrip("/")
-                server_address = parse_address(server if server.count("/") > 2 else server + "/.")
-                files = await open_store(server_address, args.identity, args.known_hosts, on_event=event)
-            transfer = CopyTransfer(files, store, spec, job_path,
-                                    args.work_dir or default_work_root(address.display()))
+        transfer, files = await make_transfer(store, spec, job_path, args, event,
+                                              args.work_dir or default_work_root(address.display()))
         worker = Worker(store, spec, node, args.slots, log=log, job_path=job_path, transfer=transfer)
         return await worker.run()
     finally:
         if files is not None and files is not store:
             await files.close()
         await store.close()
+
+
+async def make_transfer(store, spec, job_path: str, args, event, work_root: str):
+    """Copy mode's transfer (None in shared mode) and the file server's store it opened."""
+    if spec.transfer != "copy":
+        return None, None
+    files = store
+    if spec.file_server:
+        server = spec.file_server.rstrip("/")
+        server_address = parse_address(server if server.count("/") > 2 else server + "/.")
+        files = await open_store(server_address, args.identity, args.known_hosts, on_event=event)
+    return CopyTransfer(files, store, spec, job_path, work_root), files
+
+
+async def serve_root(store, address, node: str, args, log, event) -> int:
+    """``ppss-worker ROOT``: an existing directory holding no job.yaml is a jobs root (serve.py)."""
+    root_path = address.path if address.is_local else await store.realpath(address.path)
+
+    async def transfers(job, spec, name):
+        transfer, files = await make_transfer(job, spec, f"{root_path.rstrip('/')}/{name}", args, event,
+                                              os.path.join(args.work_dir, name) if args.work_dir
+                                              else default_work_root(f"{address.display()}/{name}"))
+        close = files.close if files is not None and files is not job else None
+        return transfer, close
+
+    printer = log or (lambda text: print(f"ppss-worker[{node}]: {text}", file=sys.stderr, flush=True))
+    return await Server(store, node, args.slots, log=printer, root_path=root_path, transfers=transfers).run()
 
 
 def _fast_child_watcher() -> None:

@@ -17,7 +17,7 @@ from typing import Callable
 from . import layout as L
 from .claims import Candidate, Claim, Claims
 from .heartbeat import HEARTBEAT, Heartbeat
-from .jobstatus import FINAL_STATES, NodeStatus, read_nodes
+from .jobstatus import FINAL_STATES, RETRIED_FILE, NodeStatus, read_nodes, retried_count
 from .leases import Leases
 from .nodestate import NodeState
 from .reconcile import ScanResult, scan
@@ -72,8 +72,11 @@ class EndOfJob:
         done = st.counters.done + sum(n.done for n in others)
         failed = st.counters.failed + sum(n.failed for n in others)
         if not st.spec.watch and done + failed >= st.spec.total:
-            st.counters.job_failed = failed
-            return True  # the counters add up: no listing needed
+            # Net of the failed records `retry` moved to history (their items run again).
+            failed -= retried_count(await st.store.read(RETRIED_FILE))
+            if done + failed >= st.spec.total:
+                st.counters.job_failed = failed
+                return True  # the counters add up: no listing needed
         # Others still sweeping or holding items may finish everything: wait for them (a full
         # check per lease at most), unless they too have nothing left to do.
         busy = any((n.held_locks() or not n.draining) and n.state not in FINAL_STATES

@@ -29,6 +29,7 @@ from .clock import Clock, wait_event  # noqa: F401  (wait_event: re-exported)
 from .controlwatch import ControlWatch
 from .endofjob import EndOfJob
 from .errors import EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, EXIT_STOPPED, JobError
+from .haltwatch import HaltWatch
 from .heartbeat import HEARTBEAT, Heartbeat
 from .itemrun import ItemRunner
 from .joblog import JobLog
@@ -68,6 +69,7 @@ class Worker:
         self.items = ItemRunner(st, claims, self.heartbeat, self.joblog, transfer,
                                 job_path or store.root, self.claimer.note_finished)
         self.claims = claims
+        self.halt = HaltWatch(st)
 
     async def release_queue(self) -> None:
         st = self.st
@@ -83,9 +85,9 @@ class Worker:
                 raise st.fatal
             state, slots = st.effective()
             if state == "running":
-                while st.queue and len(st.running) < slots:
+                while st.queue and st.may_start(slots):
                     self.items.start(st.queue.popleft())
-            elif st.queue and state in ("paused", "stopped"):
+            elif st.queue and state in ("paused", "halted", "stopped"):
                 await self.release_queue()
             code = self.exit_code(state)
             if code is not None:
@@ -126,14 +128,19 @@ class Worker:
                  asyncio.create_task(self.leases.loop()),
                  asyncio.create_task(self.joblog.loop()),
                  asyncio.create_task(self.claimer.loop(self.end))]
+        if st.spec.halt:
+            tasks.append(asyncio.create_task(self.halt.loop()))
         for task in tasks:
             task.add_done_callback(st.task_done)
         return tasks
 
-    async def run(self) -> int:
+    async def run(self, handle_signals: bool = True) -> int:
+        """Run the job on this node; the exit status. A serving worker (serve.py) runs several
+        and handles the signals itself (``handle_signals=False``)."""
         st = self.st
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
+        for sig in signals:
             loop.add_signal_handler(sig, self.interrupt, sig)
         helpers = await self.start()
         try:
@@ -147,7 +154,7 @@ class Worker:
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in signals:
                 loop.remove_signal_handler(sig)
         await self.release_queue()
         await self.joblog.flush()

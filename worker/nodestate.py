@@ -18,6 +18,7 @@ from .claims import Claim
 from .clock import Clock, wait_event
 from .control import Control
 from .counters import Counters
+from .fleet import most_restrictive
 from .jobspec import JobSpec
 from .runner import ItemProcess
 from .store import Store
@@ -50,12 +51,26 @@ class NodeState:
         self.finished = False
         self.interrupted: int | None = None
         self.fatal: BaseException | None = None
+        self.pool = None  # a serving worker's SlotPool (slotpool.py); None: this job's own slots
+        self.exhausted = False  # the last sweep found nothing to claim
+        self.detached = False  # a serving worker dropped the job (gone from active/): as stopped
 
     def effective(self) -> tuple[str, int]:
         state, slots = self.control.for_node(self.node)
-        if self.interrupted:
+        if self.pool is not None:
+            state = most_restrictive(state, self.pool.state)
+            slots = min(self.pool.slots, slots) if slots is not None else self.pool.slots
+        if self.interrupted or self.detached:
             state = "stopped"
         return state, self.cli_slots if slots is None else slots
+
+    def priority(self) -> int:
+        """control.yaml's priority, else job.yaml's (higher first)."""
+        return self.spec.priority if self.control.priority is None else self.control.priority
+
+    def may_start(self, slots: int) -> bool:
+        """A free slot for this job (and, serving a root, for the node: slotpool.py)."""
+        return len(self.running) < slots and (self.pool is None or self.pool.may_start(self))
 
     def reported_state(self) -> str:
         state, _ = self.effective()
@@ -69,6 +84,8 @@ class NodeState:
 
     def kick(self) -> None:
         self.wake.set()
+        if self.pool is not None:
+            self.pool.kick_all()  # a slot freed or an item queued here matters to the other jobs
 
     async def wait_kick(self, timeout: float) -> None:
         self.wake.clear()

@@ -1,0 +1,227 @@
+"""A serving worker (``ppss-worker ROOT``, worker/serve.py) in this process over a LocalStore
+root: jobs taken up while serving, the slot pool's priority and tail rules, halt, fleet.yaml,
+the end of a job under a root, and a per-cycle cost that does not grow with finished jobs.
+(Real sshd and subprocess workers: tests/test_serve.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from ppss_helpers import Job, assert_exactly_once, items_n
+from worker import layout as L
+from worker.clock import FakeClock
+from worker.control import parse_control
+from worker.errors import EXIT_OK
+from worker.fleet import FLEET_FILE
+from worker.jobsroot import ACTIVE_DIR, mark_active
+from worker.serve import Server
+from worker.store import FaultyStore, LocalStore
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Serving:
+    """One in-process serving worker on a root, and what it logged."""
+
+    def __init__(self, root: Path, node: str = "n1", slots: int = 2, store=None) -> None:
+        self.store = store or LocalStore(str(root))
+        self.lines: list[str] = []
+        self.server = Server(self.store, node, slots, log=self.lines.append, clock=FakeClock(), cycle=0.2)
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> "Serving":
+        self.task = asyncio.create_task(self.server.run(handle_signals=False))
+        return self
+
+    async def result(self, timeout: float = 60) -> int:
+        try:
+            return await asyncio.wait_for(self.task, timeout)
+        finally:
+            await self.store.close()
+
+
+async def add_job(root: Path, name: str, items: list[bytes], command: str = "true", **kw) -> Job:
+    job = Job(root / name)
+    store = await job.init_here(items, command, **kw)
+    await store.close()
+    await mark_active(LocalStore(str(root)), name)
+    return job
+
+
+def fleet(root: Path, text: str) -> None:
+    tmp = root / "fleet.yaml.tmp"
+    tmp.write_text(text)
+    tmp.rename(root / FLEET_FILE)
+
+
+async def until(pred, what: str, timeout: float = 30) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if pred():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def finished(root: Path, name: str) -> bool:
+    return (root / name / "finished.json").exists() and not (root / ACTIVE_DIR / name).exists()
+
+
+async def stop_fleet(root: Path, serving: Serving) -> None:
+    fleet(root, "state: stopped\n")
+    assert await serving.result() == EXIT_OK
+
+
+async def test_serves_a_job_made_before_and_one_made_while_serving(tmp_path) -> None:
+    (tmp_path / "root").mkdir()
+    root = tmp_path / "root"
+    a = await add_job(root, "a", items_n(30))
+    s = Serving(root).start()
+    await until(lambda: finished(root, "a"), "job a finished")
+    b = await add_job(root, "b", items_n(20, "b"), command='test "$ITEM" != "b 0007"')
+    await until(lambda: finished(root, "b"), "job b finished")
+    assert json.loads((root / "a" / "finished.json").read_text())["done"] == 30
+    assert json.loads((root / "b" / "finished.json").read_text())["failed"] == 1
+    status = json.loads((root / L.status_path("n1")).read_text())
+    assert status["state"] == "serving" and status["jobs"] == [] and status["slots"] == 2
+    await stop_fleet(root, s)
+    assert_exactly_once(a, items_n(30), recount=False)
+    assert_exactly_once(b, items_n(20, "b"), failed={b"b 0007": 1}, recount=False)
+    assert json.loads((root / L.status_path("n1")).read_text())["state"] == "stopped"
+
+
+async def test_a_higher_priority_job_made_later_runs_before_the_rest_of_a_low_one(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    low = Job(root / "low")
+    await add_job(root, "low", items_n(12, "low"), command=low.timed("sleep 0.1"))
+    s = Serving(root, slots=1).start()
+    await until(lambda: len(low.executions()) >= 2, "low started")
+    high = Job(root / "high")
+    await add_job(root, "high", items_n(5, "high"), command=high.timed("sleep 0.1"), priority=5)
+    await until(lambda: finished(root, "low") and finished(root, "high"), "both finished")
+    await stop_fleet(root, s)
+    hi = high.executions()
+    first, last = min(e[2] for e in hi), max(e[3] for e in hi)
+    low_between = [e for e in low.executions() if first < e[2] < last]
+    assert len(hi) == 5 and len(low_between) <= 1, (hi, low_between)
+    assert [e for e in low.executions() if e[2] > last], "the low job's rest ran after the high one"
+
+
+async def test_a_jobs_tail_is_filled_by_the_next_job(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    a, b = Job(root / "a"), Job(root / "b")
+    await add_job(root, "a", [b"long", b"q1", b"q2", b"q3"],
+                  command=a.timed('if [ "$ITEM" = long ]; then sleep 2; fi'))
+    await add_job(root, "b", items_n(12, "b"), command=b.timed("sleep 0.2"))
+    s = Serving(root, slots=4).start()
+    await until(lambda: finished(root, "a") and finished(root, "b"), "both finished")
+    await stop_fleet(root, s)
+    long = [e for e in a.executions() if e[0] == "long"][0]
+    during = [e for e in b.executions() if e[2] < long[3] - 0.3]
+    # while a's last item ran, b's items held the 3 other slots
+    assert len(during) >= 6, (long, b.executions())
+
+
+async def test_a_job_halts_itself_and_acts_as_paused(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    items = [b"bad%d" % i for i in range(4)] + items_n(30)
+    job = await add_job(root, "j", items, command='case "$ITEM" in bad*) exit 3;; esac; sleep 0.05',
+                        halt="2")
+    s = Serving(root, slots=1).start()
+    await until(lambda: parse_control((job / L.CONTROL_FILE).read_bytes()).state == "halted", "halted", 40)
+    control = parse_control((job / L.CONTROL_FILE).read_bytes())
+    assert control.halted in ("3 failed", "4 failed")  # past 2; checked once a second
+    await asyncio.sleep(1.0)
+    done = len(list((job / L.DONE_DIR).rglob("*")))
+    await asyncio.sleep(1.0)
+    assert len(list((job / L.DONE_DIR).rglob("*"))) == done  # nothing new starts
+    assert not finished(root, "j") and "j" in s.server.jobs
+    assert [line for line in s.lines if f"halted: {control.halted}" in line]
+    await stop_fleet(root, s)
+
+
+async def test_draining_a_node_through_fleet_yaml(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    fleet(root, "state: running\nnodes:\n  n1: {state: paused}\n")
+    job = Job(root / "j")
+    await add_job(root, "j", items_n(20), command=job.timed("sleep 0.02"))
+    n1, n2 = Serving(root, "n1").start(), Serving(root, "n2").start()
+    await until(lambda: finished(root, "j"), "job finished")
+    assert {e[1] for e in job.executions()} == {"n2"}
+    assert json.loads((root / L.status_path("n1")).read_text())["state"] == "paused"
+    fleet(root, "state: stopped\n")
+    assert await n1.result() == EXIT_OK and await n2.result() == EXIT_OK
+    assert_exactly_once(job, items_n(20), recount=False)
+
+
+async def test_fleet_slots_bound_the_node_over_all_jobs(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    fleet(root, "nodes:\n  n1: {slots: 1}\n")
+    a, b = Job(root / "a"), Job(root / "b")
+    await add_job(root, "a", items_n(4, "a"), command=a.timed("sleep 0.1"))
+    await add_job(root, "b", items_n(4, "b"), command=b.timed("sleep 0.1"))
+    s = Serving(root, "n1", slots=8).start()
+    await until(lambda: finished(root, "a") and finished(root, "b"), "both finished")
+    await stop_fleet(root, s)
+    runs = sorted(a.executions() + b.executions(), key=lambda e: e[2])
+    assert all(x[3] <= y[2] + 0.01 for x, y in zip(runs, runs[1:])), "two items overlapped on 1 slot"
+
+
+async def test_a_retried_job_is_attached_again(tmp_path) -> None:
+    from worker.jobsroot import job_store, retry_failed
+    root = tmp_path / "root"
+    root.mkdir()
+    flag = tmp_path / "fixed"
+    job = await add_job(root, "j", items_n(6), command=f'test "$ITEM" != "item 0003" || test -e {flag}')
+    s = Serving(root).start()
+    await until(lambda: finished(root, "j"), "first run")
+    flag.touch()
+    rootstore = LocalStore(str(root))
+    assert await retry_failed(job_store(rootstore, "j")) == 1
+    await until(lambda: finished(root, "j") and not list((job / L.RETRY_DIR).iterdir()), "second run")
+    assert json.loads((job / "finished.json").read_text())["failed"] == 0
+    await stop_fleet(root, s)
+    done, failed = job.records()
+    assert len(done) == 6 and not failed and all(n == 1 for n in done.values())
+
+
+class CountingStore(FaultyStore):
+    def __init__(self, inner) -> None:
+        super().__init__(inner, [])
+        self.ops: list[tuple[str, str]] = []
+
+    def _check(self, op: str, path: str) -> None:
+        self.ops.append((op, path))
+
+
+async def test_finished_jobs_cost_a_serving_worker_nothing_per_cycle(tmp_path) -> None:
+    """1,000 finished jobs (job.yaml + finished.json, not in active/): the same few requests per cycle."""
+    root = tmp_path / "root"
+    (root / ACTIVE_DIR).mkdir(parents=True)
+    (root / L.NODES_DIR).mkdir()
+    counts = []
+    for n in (0, 1000):
+        for i in range(len(counts) and n):
+            d = root / f"old{i:04d}"
+            d.mkdir()
+            (d / L.JOB_FILE).write_text("format: 1\n")
+            (d / "finished.json").write_text('{"done": 1, "failed": 0, "at": 0}')
+        store = CountingStore(LocalStore(str(root)))
+        server = Server(store, "n1", 2, clock=FakeClock())
+        for _ in range(3):
+            await server.cycle()
+            await server.write_status()
+        store.ops.clear()
+        await server.cycle()
+        await server.write_status()
+        counts.append(list(store.ops))
+    assert len(counts[0]) == len(counts[1]) <= 4, counts
+    assert not [p for _, p in counts[1] if p.startswith("old")]
