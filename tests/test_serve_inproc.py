@@ -225,3 +225,66 @@ async def test_finished_jobs_cost_a_serving_worker_nothing_per_cycle(tmp_path) -
         counts.append(list(store.ops))
     assert len(counts[0]) == len(counts[1]) <= 4, counts
     assert not [p for _, p in counts[1] if p.startswith("old")]
+
+
+class Member:
+    """What the slot pool reads of a job's NodeState."""
+
+    def __init__(self, name: str, priority: int = 0, created: float = 0.0, running: int = 0, queue: int = 0,
+                 state: str = "running", slots: int = 4, exhausted: bool = False) -> None:
+        from types import SimpleNamespace
+        self.spec = SimpleNamespace(created_epoch=created)
+        self.store = SimpleNamespace(label=name)
+        self.running = dict.fromkeys(range(running))
+        self.queue = [object()] * queue
+        self.state, self.slots, self.exhausted, self.finished = state, slots, exhausted, False
+        self.prio = priority
+        self.wake = asyncio.Event()
+
+    def priority(self) -> int:
+        return self.prio
+
+    def effective(self):
+        return self.state, self.slots
+
+
+def pool_of(slots: int, *members: Member):
+    from worker.slotpool import SlotPool
+    pool = SlotPool(slots)
+    for m in members:
+        pool.join(m)
+    return pool
+
+
+def test_slot_pool_start_rule() -> None:
+    old, new = Member("old", created=1, queue=2), Member("new", created=2, queue=2)
+    pool = pool_of(4, old, new)
+    assert pool.may_start(old) and not pool.may_start(new)  # the older job first
+    high = Member("high", priority=5, created=3, queue=1)
+    pool.join(high)
+    assert pool.may_start(high) and not pool.may_start(old)  # priority over age
+    high.state = "paused"
+    assert pool.may_start(old)  # a paused job's claims do not block the others
+    high.state, high.slots, high.running = "running", 1, {0: None}
+    assert pool.may_start(old)  # nor does a job at its own slot limit
+    old.queue = []
+    assert pool.may_start(new)
+    full = pool_of(2, Member("a", running=2), Member("b", queue=1))
+    assert not full.may_start(full.members[1])  # no free node slot
+
+
+def test_slot_pool_claim_rule() -> None:
+    a, b = Member("a", created=1, running=3), Member("b", created=2)
+    pool = pool_of(4, a, b)
+    assert pool.best_with_work() is a
+    assert pool.claim_allowance(a, 9) == 9  # the best job claims ahead as it likes
+    assert pool.claim_allowance(b, 9) == 1  # the others only for idle slots
+    a.queue = [object()]
+    assert pool.claim_allowance(b, 9) == 0  # ... not already covered by a's claims
+    a.exhausted = True  # a's tail: nothing left for it to claim
+    assert pool.best_with_work() is b and pool.claim_allowance(b, 9) == 9
+    assert pool.claim_allowance(a, 9) == 1  # it keeps looking, one at a time (its end check)
+    for m in pool.members:
+        m.wake.clear()
+    pool.set(4, "paused")
+    assert pool.members and all(m.wake.is_set() for m in pool.members)

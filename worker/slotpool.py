@@ -60,13 +60,19 @@ class SlotPool:
     def _runnable(self, st: NodeState) -> bool:
         return st.effective()[0] == "running" and not st.finished
 
+    def waiting(self, st: NodeState) -> int:
+        """Claimed items of ``st`` that would start now if the node had the slots (its own
+        control.yaml slots for this node may hold it back)."""
+        if not st.queue or not self._runnable(st):
+            return 0
+        return min(len(st.queue), max(0, st.effective()[1] - len(st.running)))
+
     def may_start(self, st: NodeState) -> bool:
         """A free node slot, and no better-ranked running job has a claimed item waiting."""
         if self.used() >= self.slots:
             return False
         mine = self.rank(st)
-        return not any(m is not st and m.queue and self._runnable(m) and self.rank(m) < mine
-                       for m in self.members)
+        return not any(m is not st and self.rank(m) < mine and self.waiting(m) for m in self.members)
 
     def best_with_work(self) -> NodeState | None:
         """The best-ranked running job that may still find items to claim."""
@@ -77,7 +83,7 @@ class SlotPool:
         """How many of ``want`` items ``st`` may claim ahead now."""
         if self.best_with_work() is st:
             return want
-        covered = sum(len(m.queue) for m in self.members if self._runnable(m))
+        covered = sum(self.waiting(m) for m in self.members)
         allowed = self.idle() - covered
         if st.exhausted:
             allowed = max(1, allowed)  # keep looking (1 at a time): its end-of-job check runs there
