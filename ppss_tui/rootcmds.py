@@ -43,13 +43,16 @@ async def open_in_parent(args) -> tuple[Store, JobView]:
     cluster = _cluster(args)
     path = cluster.master.path.rstrip("/") or "/"
     parent_path, name = posixpath.split(path)
-    if not name:
-        raise UsageError(f"{cluster.master.display()}: not a job directory")
-    parent = dataclasses.replace(cluster.master, path=parent_path or "/")
+    if not name or name == "~" or not parent_path:
+        # "/" or the login home itself: no parent to see it through (and no root above it).
+        parent_path, name = path, "."
+    parent = dataclasses.replace(cluster.master, path=parent_path)
     store = await open_store(parent, cluster.identity, cluster.known_hosts, reconnect=False)
-    view = JobView(store, name)
+    view = JobView(store, name, in_root=False)
     try:
-        if bare_name(args):
+        if name == ".":
+            pass
+        elif bare_name(args):
             R.check_job_name(name)
             view.in_root = await R.is_root(store)
         else:
