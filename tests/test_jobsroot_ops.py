@@ -121,7 +121,9 @@ def test_control_halted_priority_round_trip_and_old_files_unchanged():
 def test_a_halt_wins_over_a_node_set_running():
     control = Control("running", {"n1": NodeControl("running"), "n2": NodeControl("stopped")})
     halted = control.with_halt("3 failed")
-    assert halted.for_node("n1")[0] == "halted" and halted.for_node("n2")[0] == "stopped"
+    # a worker pauses for a halt (and the console still shows the job halted, with its reason)
+    assert halted.for_node("n1")[0] == "paused" and halted.for_node("n2")[0] == "stopped"
+    assert halted.for_node("other")[0] == "paused" and halted.state == "halted"
 
 
 def test_jobspec_priority_halt_and_created_old_and_new():
@@ -359,3 +361,24 @@ def test_job_names_under_a_root():
     for bad in ("active", "nodes", ".trash-x", "-x", "a/b", "", "x" * 200, "fleet.yaml", "a b"):
         with pytest.raises(UsageError):
             R.check_job_name(bad)
+
+
+async def test_a_real_worker_treats_a_halted_job_as_paused(root, tmp_path):
+    from ppss_helpers import finish, start_worker, wait_for
+    job = await make_job(root, "h", items=[b"a", b"b"], command='printf "%s\\n" "$ITEM" >> "$LOG"')
+    await job.write_atomic(L.CONTROL_FILE, Control().with_halt("3 failed").to_yaml())
+    proc = start_worker(root.path("h"), "--slots", "2", "--node-name", "n1", "-q", env=env_for(tmp_path))
+    try:
+        status_file = tmp_path / "root" / "h" / L.NODES_DIR / "n1.json"
+        wait_for(lambda: status_file.exists() and json.loads(status_file.read_bytes())["state"] == "paused",
+                 20, "the worker paused by the halt")
+        time.sleep(1.5)
+        assert not (tmp_path / "ran.log").exists()  # nothing started while halted
+        await resume_halted(job, 0)
+        code, _, err = finish(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, err
+    assert sorted((tmp_path / "ran.log").read_bytes().splitlines()) == [b"a", b"b"]

@@ -47,7 +47,8 @@ class Control:
     priority: int | None = None  # overrides job.yaml's priority
 
     def for_node(self, node: str) -> tuple[str, int | None]:
-        """The effective (state, slots override) for a node."""
+        """The effective (state, slots override) for a node. A halt is what a worker does for it:
+        ``paused`` (the job's own ``state``/``halted`` keep the reason for the operator)."""
         override = self.nodes.get(node)
         state = self.state
         if override and override.state:
@@ -55,7 +56,7 @@ class Control:
             state = "stopped" if self.state == "stopped" else override.state
             if self.state == "halted" and state == "running":
                 state = "halted"
-        return state, override.slots if override else None
+        return "paused" if state == "halted" else state, override.slots if override else None
 
     def with_state(self, state: str, node: str | None = None) -> "Control":
         if state not in STATES:
