@@ -18,6 +18,7 @@ from worker import jobsroot as R
 from worker.errors import EXIT_OK, JobError, UsageError
 from worker.fleet import update_fleet
 from worker.jobsroot import JobView
+from worker.jobstatus import read_job_status
 from worker.store import Store, open_store
 
 from .context import effective_cluster, require_known_hosts
@@ -114,11 +115,15 @@ async def cmd_retry(args) -> int:
     store, job = await open_in_parent(args)
     try:
         count = await R.retry_failed(job, exit_code=args.exit, match=args.match)
+        status = await read_job_status(job)
     finally:
         await store.close()
     which = "" if args.exit is None and args.match is None else " matching"
     print(f"{args.address.display()}: {count}{which} failed items offered again"
-          + ("" if count else " (nothing to retry)"))
+          + ("" if count else " (nothing to retry)")
+          + f"; now {status.done}/{status.total} done, {status.failed} failed, {status.pending} pending")
+    if count and not job.in_root:
+        print(f"run them with: ppss-console start, or ppss-worker {args.address.display()}")
     return EXIT_OK
 
 

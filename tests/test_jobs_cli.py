@@ -171,7 +171,7 @@ def test_retry_by_exit_and_text_over_ssh_then_a_rerun_records_each_item_once(ssh
         [("j", "finished", 3, 3, 0)]
     r = at(site, "retry", "j", "--exit", "7")
     assert_ok(r)
-    assert "1 matching failed items offered again" in r.stdout
+    assert "1 matching failed items offered again; now 3/6 done, 2 failed, 1 pending" in r.stdout
     status = json.loads(at(site, "status", "j", "--json").stdout)  # right at once
     assert (status["done"], status["failed"], status["pending"]) == (3, 2, 1)
     assert jobs_json(site)[0]["state"] == "running" and (root / "active" / "j").exists()
