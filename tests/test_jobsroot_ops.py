@@ -240,7 +240,9 @@ async def test_mark_finished_writes_the_record_then_leaves_active(root):
     assert (data["done"], data["failed"]) == (4, 2) and data["at"] > 0
     assert await R.list_active(root) == []
     infos = await R.list_jobs(root)  # finished jobs are listed from the whole root
-    assert [(j.name, j.state) for j in infos] == [("j", "finished")]
+    # from finished.json alone (the nodes reported nothing): no status read for a finished job
+    assert [(j.name, j.state, j.done, j.failed, j.pending, j.running) for j in infos] == \
+        [("j", "finished", 4, 2, 0, 0)]
 
 
 async def test_retry_by_exit_code_then_by_text_then_all_done_exactly_once(root, tmp_path):
