@@ -47,6 +47,7 @@ def jobs_json(site: Path, cluster=None) -> list[dict]:
 
 
 def test_init_name_under_a_root_marks_it_active_and_jobs_lists_it(local_site):
+    assert_one_line_error(at(local_site, "jobs"), 4, "no such directory", "init NAME")
     r = at(local_site, "init", "j1", "--source-file", "items", "--command", "true", "--priority", "3",
            "--halt", "20%")
     assert_ok(r)
