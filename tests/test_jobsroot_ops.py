@@ -226,6 +226,7 @@ async def test_init_under_a_root_and_list_jobs_by_priority_then_age(root, tmp_pa
     assert list(infos[1].to_dict()) == ["name", "state", "priority", "total", "done", "failed",
                                        "running", "pending", "created"]
     assert infos[1].to_dict()["pending"] == len(ITEMS) and infos[1].created <= time.time() + 1
+    assert infos[1].status is not None and infos[1].status.spec.halt == "50%"  # for the console's view
     spec = JobSpec.from_yaml((tmp_path / "root" / "high" / "job.yaml").read_bytes(), "job.yaml")
     assert spec.priority == 5 and spec.halt == "50%" and abs(spec.created_epoch - time.time()) < 60
     # a directory that is not a job is no job; a listing never fails on it

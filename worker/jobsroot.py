@@ -19,7 +19,7 @@ import asyncio
 import json
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import layout as L
 from .errors import JobError, UsageError
@@ -142,6 +142,7 @@ class JobInfo:
     pending: int
     created: float
     halted: str | None = None  # the reason, when halted
+    status: JobStatus | None = field(default=None, compare=False, repr=False)  # None: from finished.json
 
     def to_dict(self) -> dict:
         return {"name": self.name, "state": self.state, "priority": self.priority, "total": self.total,
@@ -153,7 +154,7 @@ def job_info(name: str, status: JobStatus) -> JobInfo:
     control = status.control
     return JobInfo(name, status.state, status.priority, status.total, status.done, status.failed,
                    status.running, status.pending, status.spec.created_epoch,
-                   control.halted if control is not None and control.state == "halted" else None)
+                   control.halted if control is not None and control.state == "halted" else None, status)
 
 
 async def list_jobs(store: Store) -> list[JobInfo]:
