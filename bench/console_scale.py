@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""How long one console refresh takes with 200 nodes and a million items.
+"""How long one console refresh takes with 1,000 nodes and a million items, and how fast keys answer.
 
-    python3 bench/console_scale.py [--nodes 200] [--total 1000000] [--refreshes 30] [--no-ssh]
+    python3 bench/console_scale.py [--nodes 1000] [--total 1000000] [--refreshes 20] [--changing 0.1] [--no-ssh]
 
 Builds a fake job on a local master: ``init_job`` with a few items, then job.yaml's total set to
 a million, and one status file per node (4 running items and 2 claimed ahead each, as a busy
-worker writes them). Then, inside ``App.run_test`` (a real PpssConsole with 200 node rows), it
-times N refreshes, each after every status file was rewritten with higher counts:
+worker writes them). Then, inside ``App.run_test`` (a real PpssConsole with 1,000 node rows), it
+times N refreshes, each after every status file was rewritten (a heartbeat) and a share
+(``--changing``) of the nodes progressed (higher counts, other running items):
 
     poll    Poller.poll_master(): read the status files, control.yaml, retry/ (the wire part)
     build   Poller.snapshot(): the immutable JobSnapshot with rates and ETA
-    render  app.apply_snapshot() + let Textual process and paint (rows updated in place)
+    render  the SnapshotReady message handled and the screen painted (changed rows repainted;
+            includes handling one key press queued right behind it)
+    key     a key (cursor down/up) sent while the poll runs, and right behind a snapshot
+            message, until its action ran (time from sending the key)
+    rows    rows repainted per refresh and lines Textual rendered (only changed rows repaint)
+
+Baseline in the same run: the same refresh rebuilding every row (``NodeTable.show(force=True)``,
+what a table without per-row updates does); the ratio is quoted.
 
 The poll is timed on a LocalStore and, unless --no-ssh or sshd is missing, over SFTP to a real
 sshd on 127.0.0.1 (tests/sshcluster.py) serving the same directory. Store requests per poll are
@@ -35,6 +43,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from ppss_tui.app import PpssConsole  # noqa: E402
 from ppss_tui.clusterfile import parse_cluster  # noqa: E402
+from ppss_tui.messages import SnapshotReady  # noqa: E402
 from ppss_tui.poller import Poller  # noqa: E402
 from worker import layout as L  # noqa: E402
 from worker.jobops import init_job  # noqa: E402
@@ -71,15 +80,20 @@ async def make_job(root: Path, n_nodes: int, total: int) -> None:
     write_statuses(root, n_nodes, 0)
 
 
-def write_statuses(root: Path, n_nodes: int, step: int) -> None:
+def write_statuses(root: Path, n_nodes: int, step: int, changing: float = 1.0) -> None:
+    """Every node's status file rewritten (its heartbeat, as workers do every second); the
+    counts and running items change for about ``changing`` of the nodes per step."""
     now = time.time()
+    period = max(1, round(1 / changing)) if changing > 0 else 10**9
     for n in range(n_nodes):
+        r = n % period
+        k = (step + period - r) // period if r else step // period   # how often this node progressed
         name = f"node{n:03d}"
-        running = tuple(RunningItem(f"{n:02x}{s:02x}{step:06x}", f"/data/in/{name}/file-{step}-{s}.bin", s,
+        running = tuple(RunningItem(f"{n:02x}{s:02x}{k:06x}", f"/data/in/{name}/file-{k}-{s}.bin", s,
                                     now - s) for s in range(4))
         st = NodeStatus(name, "running", host=f"{name}.lan", pid=1000 + n, run_id="abcd", slots=4,
-                        done=step * 7 + n, failed=step // 10, running=running,
-                        claims=tuple((f"c{n}{k}", f"/data/in/q{k}") for k in range(2)), updated=now)
+                        done=k * 7 + n, failed=k // 10, running=running,
+                        claims=tuple((f"c{n}{j}", f"/data/in/q{j}") for j in range(2)), updated=now)
         tmp = root / L.NODES_DIR / f".{name}.tmp"
         tmp.write_bytes(st.to_json())
         tmp.replace(root / L.NODES_DIR / f"{name}.json")
@@ -91,54 +105,104 @@ def stats(values: list[float]) -> str:
     return f"mean {statistics.mean(ms):7.1f} ms   median {statistics.median(ms):7.1f}   p95 {p95:7.1f}   max {ms[-1]:7.1f}"
 
 
+def key_timer(table, pilot):
+    """A coroutine function pressing a key and returning the time from sending it until the
+    table's cursor action ran."""
+    handled: list[float] = []
+    for name in ("action_cursor_down", "action_cursor_up"):
+        action = getattr(table, name)
+
+        def hooked(action=action):
+            handled.append(time.perf_counter())
+            return action()
+        setattr(table, name, hooked)
+
+    async def key(name: str) -> float:
+        sent = time.perf_counter()
+        await pilot.press(name)
+        return handled[-1] - sent
+    return key
+
+
+async def refresh(app, pilot, poller, key, m: dict) -> None:
+    """One refresh: poll (a key pressed meanwhile), build, hand over (a key right behind it)."""
+    async def timed_poll() -> float:
+        start = time.perf_counter()
+        await poller.poll_master()
+        return time.perf_counter() - start
+    poll = asyncio.create_task(timed_poll())
+    await asyncio.sleep(0)                   # the poll starts
+    m["keys"].append(await key("down"))      # a key while the poll is on the wire
+    m["polls"].append(await poll)
+    t1 = time.perf_counter()
+    snap = poller.snapshot()
+    t2 = time.perf_counter()
+    app.post_message(SnapshotReady(snap))    # as the poller hands it over
+    m["keys"].append(await key("up"))        # a key right behind it in the queue
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    m["builds"].append(t2 - t1)
+    m["renders"].append(time.perf_counter() - t2)
+
+
 async def measure(label: str, master_url: str, store, root: Path, args) -> dict:
     nodes = "\n".join(f"  - {{name: node{n:03d}, host: node{n:03d}.lan}}" for n in range(args.nodes))
     cluster = parse_cluster(f"master: {master_url}\nnodes:\n{nodes}\n", "bench.yaml", "/")
     counting = Counting(store)
     app = PpssConsole(cluster, poll=False)
-    poller = Poller(cluster, post=lambda m: None, probe_nodes=False, recount_every=None)
+    poller = Poller(cluster, on_snapshot=lambda s: None, probe_nodes=False, recount_every=None)
     poller.store = counting
-    polls, builds, renders, requests = [], [], [], []
+    m: dict[str, list] = {k: [] for k in ("polls", "builds", "renders", "requests", "keys", "rows", "lines", "full")}
     async with app.run_test(size=(200, 60)) as pilot:
         await pilot.pause()
-        for step in range(args.refreshes + 1):
-            write_statuses(root, args.nodes, step + 1)
-            before = counting.calls
-            t0 = time.perf_counter()
-            await poller.poll_master()
-            t1 = time.perf_counter()
-            snap = poller.snapshot()
-            t2 = time.perf_counter()
-            app.apply_snapshot(snap)
-            await pilot.pause()
-            await pilot.wait_for_scheduled_animations()
-            t3 = time.perf_counter()
-            if step == 0:
-                continue  # the first refresh adds the rows and reads job.yaml
-            polls.append(t1 - t0)
-            builds.append(t2 - t1)
-            renders.append(t3 - t2)
-            requests.append(counting.calls - before)
         table = app.screen.query_one("NodeTable")
+        key = key_timer(table, pilot)
+        for step in range(args.refreshes + 1):
+            write_statuses(root, args.nodes, step + 1, args.changing)
+            before, painted, rendered = counting.calls, table.rows_repainted, table.lines_rendered
+            await refresh(app, pilot, poller, key, m)
+            if step == 0:  # the first refresh adds the rows and reads job.yaml
+                for k in ("polls", "builds", "renders", "keys"):
+                    m[k].clear()
+                continue
+            m["requests"].append(counting.calls - before)
+            m["rows"].append(table.rows_repainted - painted)
+            m["lines"].append(table.lines_rendered - rendered)
         assert table.row_count == args.nodes, table.row_count
         assert app.snapshot.total == args.total
-        cell_updates = table.cell_updates
-    totals = [a + b + c for a, b, c in zip(polls, builds, renders)]
-    print(f"\n{label}: {args.nodes} nodes, total {args.total:,} items, {args.refreshes} refreshes")
-    print(f"  poll    {stats(polls)}   ({statistics.mean(requests):.0f} store requests per poll)")
-    print(f"  build   {stats(builds)}")
-    print(f"  render  {stats(renders)}   ({cell_updates / args.refreshes:.0f} cells updated per refresh)")
+        for _ in range(3):                           # baseline: every row rebuilt
+            t0 = time.perf_counter()
+            table.show(table.rows_shown, force=True)
+            await pilot.pause()
+            m["full"].append(time.perf_counter() - t0)
+    return report(label, args, m)
+
+
+def report(label: str, args, m: dict) -> dict:
+    totals = [a + b + c for a, b, c in zip(m["polls"], m["builds"], m["renders"])]
+    mean = statistics.mean
+    print(f"\n{label}: {args.nodes} nodes, total {args.total:,} items, {args.refreshes} refreshes, "
+          f"{args.changing:.0%} of the nodes changing per refresh")
+    print(f"  poll    {stats(m['polls'])}   ({mean(m['requests']):.0f} store requests per poll)")
+    print(f"  build   {stats(m['builds'])}")
+    print(f"  render  {stats(m['renders'])}   ({mean(m['rows']):.0f} rows repainted, "
+          f"{mean(m['lines']):.0f} lines rendered per refresh)")
     print(f"  total   {stats(totals)}")
-    return {"label": label, "total_ms_mean": statistics.mean(totals) * 1000,
-            "poll_ms_mean": statistics.mean(polls) * 1000, "render_ms_mean": statistics.mean(renders) * 1000,
-            "requests_per_poll": statistics.mean(requests)}
+    print(f"  keys    {stats(m['keys'])}   (while polling and right after a snapshot)")
+    print(f"  baseline render rebuilding every row: {stats(m['full'])}   "
+          f"ratio {mean(m['full']) / mean(m['renders']):.1f}x")
+    return {"label": label, "total_ms_mean": mean(totals) * 1000, "total_ms_max": max(totals) * 1000,
+            "poll_ms_mean": mean(m["polls"]) * 1000, "render_ms_mean": mean(m["renders"]) * 1000,
+            "key_ms_max": max(m["keys"]) * 1000, "rows_repainted_mean": mean(m["rows"]),
+            "requests_per_poll": mean(m["requests"]), "rebuild_ms_mean": mean(m["full"]) * 1000}
 
 
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--nodes", type=int, default=200)
+    p.add_argument("--nodes", type=int, default=1000)
     p.add_argument("--total", type=int, default=1_000_000)
-    p.add_argument("--refreshes", type=int, default=30)
+    p.add_argument("--refreshes", type=int, default=20)
+    p.add_argument("--changing", type=float, default=0.1, help="share of the nodes changing per refresh")
     p.add_argument("--no-ssh", action="store_true", help="only the local master")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     args = p.parse_args()

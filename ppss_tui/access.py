@@ -2,15 +2,21 @@
 
 Every change goes through control.yaml with the same ``worker.jobops`` functions the headless
 ``ppss-console pause|resume|stop|suspend`` use, so the console and the command line agree.
-Screens talk to a ``JobAccess``; snapshot tests give them a fixed one (tests/console_data.py).
+Screens talk to a ``ConsoleAccess`` (the protocol below): ``JobAccess`` on a real store, and the
+fixed ``tests/console_data.FakeAccess`` in the tests (tests/test_console_headless.py checks that
+both follow the protocol, method by method).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from worker import layout as L
 from worker.control import Control
+from worker.errors import JobError, PpssError
 from worker.jobops import control_stamp, failed_items, set_slots, set_state, write_control_text
 from worker.store import Store
 
@@ -18,9 +24,45 @@ FAILED_LIMIT = 10_000
 TAIL_BYTES = 64 * 1024
 
 
+_TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]+")
+RETRY_MISSING = ("retry needs the jobs-root retry step (`ppss-console retry`, issue 11), "
+                 "which this version does not have yet")
+
+
+@runtime_checkable
+class ConsoleAccess(Protocol):
+    """Everything a screen may ask of a job."""
+
+    async def set_state(self, state: str, node: str | None = None) -> object: ...
+
+    async def set_slots(self, node: str, slots: int | None) -> object: ...
+
+    async def read_control(self) -> tuple[str, object]: ...
+
+    async def write_control(self, text: str, stamp: object) -> object: ...
+
+    async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]: ...
+
+    async def retry(self, ids: Sequence[str]) -> int: ...
+
+    async def item_log(self, ident: str) -> str | None: ...
+
+    async def node_joblog(self, node: str, lines: int = 200) -> str | None: ...
+
+
+def without_temp_names(exc: PpssError) -> PpssError:
+    """The same error without the store's temporary file names (``control.yaml.tmp-1a2b``)."""
+    text = _TEMP_NAME.sub("", str(exc))
+    return exc if text == str(exc) else type(exc)(text)
+
+
 class JobAccess:
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    async def _require_job(self) -> None:
+        if not await self.store.exists(L.JOB_FILE):
+            raise JobError(f"{self.store.where('')}: not a ppss job (no {L.JOB_FILE})")
 
     async def set_state(self, state: str, node: str | None = None) -> Control:
         return await set_state(self.store, state, node)
@@ -30,12 +72,21 @@ class JobAccess:
 
     async def read_control(self) -> tuple[str, str | None]:
         """control.yaml's text and its stamp (``worker.jobops.control_stamp``)."""
+        await self._require_job()
         data = await self.store.read(L.CONTROL_FILE)
         return (data or b"").decode("utf-8", "replace"), control_stamp(data)
 
     async def write_control(self, text: str, stamp: str | None) -> str | None:
         """Validate and save; raises ControlError if invalid or changed meanwhile. Returns the new stamp."""
-        return await write_control_text(self.store, text.encode(), stamp)
+        await self._require_job()
+        try:
+            return await write_control_text(self.store, text.encode(), stamp)
+        except PpssError as exc:
+            raise without_temp_names(exc) from None
+
+    async def retry(self, ids: Sequence[str]) -> int:
+        """Put these failed items back in the queue. Not in this version: says what it needs."""
+        raise JobError(RETRY_MISSING)
 
     async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]:
         return await failed_items(self.store, limit)

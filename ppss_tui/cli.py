@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 
 import humanize
 
-from worker import layout as L
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, PpssError, UsageError
-from worker.jobops import failed_items, init_job, resume_halted, split_items
+from worker.jobops import init_job, resume_halted, split_items
 from worker.jobsroot import mark_active
-from worker.jobstatus import FINISHED_FILE, read_job_status, read_spec
+from worker.jobstatus import FINISHED_FILE, read_job_status
 from worker.reconcile import count_records
 from worker.sourcedir import scan_source_dir
 from worker.store import open_store
@@ -65,6 +64,7 @@ def init_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--retries", type=int, default=0, help="extra attempts for a failing item (default 0)")
     s.add_argument("--lease", type=float, default=60.0,
                    help="seconds a silent node keeps its claims (default 60)")
+    s.add_argument("--timeout", type=float, help="seconds an item may run; then ended and failed (retried)")
     s.add_argument("--transfer", choices=("shared", "copy"), default="shared",
                    help="shared: ITEM is the path on the master (a shared mount); copy: fetched over SFTP")
     s.add_argument("--output-dir", help="with --transfer copy: where $OUTPUT_DIR is uploaded on the master")
@@ -79,6 +79,8 @@ def init_options(s: argparse.ArgumentParser) -> None:
 def status_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--recount", action="store_true", help="count done/failed records exactly (lists them)")
+    from . import watch  # console helper: status --watch
+    watch.add_arguments(s)
 
 
 def state_options(s: argparse.ArgumentParser) -> None:
@@ -90,7 +92,8 @@ def state_options(s: argparse.ArgumentParser) -> None:
 
 
 def failed_options(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--json", action="store_true")
+    from . import failedcmd  # grouped like the console's failed view
+    failedcmd.add_arguments(s)
 
 
 def trust_options(s: argparse.ArgumentParser) -> None:
@@ -174,7 +177,8 @@ async def cmd_init(args) -> int:
         result = await init_job(store, args.command, items, kind, source, retries=args.retries,
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
                                 file_server=args.file_server, watch=args.watch,
-                                recurse=not args.no_recurse, priority=args.priority, halt=args.halt)
+                                recurse=not args.no_recurse, timeout=args.timeout,
+                                priority=args.priority, halt=args.halt)
         if store.in_root:
             await mark_active(parent, store.name)
     finally:
@@ -196,12 +200,13 @@ def _age(seconds: float | None) -> str:
 
 
 async def cmd_status(args) -> int:
-    store = await _open(args)
-    try:
+    if args.watch:
+        from . import watch
+        async with await _open(args) as store:
+            return await watch.run(args, store)
+    async with await _open(args) as store:
         status = await read_job_status(store)
         exact = await count_records(store) if args.recount else None
-    finally:
-        await store.close()
     data = status.to_dict()
     if exact:
         data["done"], data["failed"] = exact
@@ -252,21 +257,9 @@ async def cmd_state(args) -> int:
 
 
 async def cmd_failed(args) -> int:
-    store = await _open(args)
-    try:
-        await read_spec(store)
-        records = await failed_items(store)
-    finally:
-        await store.close()
-    if args.json:
-        print(json.dumps(records))
-        return EXIT_OK
-    if not records:
-        print("no failed items")
-    for r in sorted(records, key=lambda r: r.get("start") or 0):
-        item = L.display_item(L.item_from_json(r.get("item", "")), 80)
-        print(f"exit {r.get('exit')}  node {r.get('node', '?')}  attempt {r.get('attempt', 1)}  {item}")
-    return EXIT_OK
+    from . import failedcmd
+    async with await _open(args) as store:
+        return await failedcmd.run(args, store)
 
 
 async def cmd_trust(args) -> int:
@@ -304,7 +297,7 @@ COMMANDS: list[Command] = [
     _state("resume", "running", "run again"),
     _state("stop", "stopped", "let running items finish, then workers exit"),
     _state("suspend", "suspended", "freeze running items (SIGSTOP)"),
-    Command("failed", "list failed items with exit code and node", cmd_failed, failed_options),
+    Command("failed", "failed items grouped by cause (--raw: every record)", cmd_failed, failed_options),
     Command("jobs", "the jobs of a jobs root with state, priority and counts", rootcmds.cmd_jobs,
             rootcmds.jobs_options),
     Command("retry", "run a job's failed items again (all, --exit CODE, --match TEXT); history kept",

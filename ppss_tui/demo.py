@@ -3,11 +3,12 @@
 It creates a local master directory (a new temporary directory unless ``--dir``), generates N
 small text files, creates a job that compresses each one (``gzip -9``), starts three local
 ``ppss-worker`` processes (nodes demo-1..demo-3, 2 slots each) and opens the console on the
-job, so you can watch it, pause and resume it. ``--headless`` prints a progress line every
-second instead and ends when the workers do.
+job, so you can watch it, pause and resume it. In the console one input file is empty, and
+the command refuses it, so the failed view has something to show (``--failing N``).
+``--headless`` prints a progress line every second instead and ends when the workers do.
 
-Exit status: 0 the job finished with every item done; 1 some item failed or a worker failed
-(its log is shown); 2 usage error; 130 interrupted (Ctrl-C stops the workers cleanly: running
+Exit status: 0 the job finished with every item done; 1 some item failed, a worker failed
+(its log is shown) or the console was quit before the end; 2 usage error; 130 interrupted (Ctrl-C stops the workers cleanly: running
 items are terminated and their claims released).
 """
 
@@ -51,25 +52,30 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help=f"local worker processes (default {DEFAULT_WORKERS})")
     s.add_argument("--slots", type=int, default=DEFAULT_SLOTS, help=f"slots per worker (default {DEFAULT_SLOTS})")
+    s.add_argument("--failing", type=int, default=None,
+                   help="input files left empty, which the command refuses (default 1 in the console, 0 headless)")
     s.add_argument("--pace", type=float, default=None,
                    help=f"extra seconds each item takes (default {CONSOLE_PACE} in the console, 0 headless)")
 
 
-def make_inputs(directory: Path, count: int, seed: int = 1) -> list[bytes]:
+def make_inputs(directory: Path, count: int, seed: int = 1, empty: int = 0) -> list[bytes]:
+    """``count`` text files; ``empty`` of them (spread over the run) left empty."""
     rng = random.Random(seed)
     directory.mkdir(parents=True)
+    blanks = {count * (k + 1) // (empty + 1) for k in range(min(empty, count))}
     items = []
     for i in range(count):
         path = directory / f"text-{i:05d}.txt"
         lines = (" ".join(rng.choices(WORDS, k=rng.randint(4, 14))) for _ in range(rng.randint(20, 400)))
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text("" if i in blanks else "\n".join(lines) + "\n")
         items.append(os.fsencode(path))
     return items
 
 
 def demo_command(pace: float) -> str:
+    refuse = '[ -s "$ITEM" ] || { echo "demo: $ITEM: empty file, nothing to compress" >&2; exit 3; }'
     compress = 'gzip -9 -c "$ITEM" > "$OUTPUT_DIR/$(basename "$ITEM").gz"'
-    return f"sleep {pace:g}; {compress}" if pace > 0 else compress
+    return f"sleep {pace:g}; {refuse}; {compress}" if pace > 0 else f"{refuse}; {compress}"
 
 
 class Demo:
@@ -80,13 +86,20 @@ class Demo:
             raise UsageError("--workers and --slots must be at least 1")
         if args.pace is not None and args.pace < 0:
             raise UsageError("--pace must be 0 or more")
+        if args.failing is not None and not 0 <= args.failing <= args.items:
+            raise UsageError("--failing must be between 0 and --items")
         self.args = args
         self.keep = bool(args.dir)
         if args.dir:
             self.base = Path(args.dir).expanduser().resolve()
+            if self.base.exists() and not self.base.is_dir():
+                raise UsageError(f"--dir {args.dir}: exists and is not a directory")
             if (self.base / "job").exists():
                 raise UsageError(f"{self.base}/job already exists: choose another --dir or remove it")
-            self.base.mkdir(parents=True, exist_ok=True)
+            try:
+                self.base.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"--dir {args.dir}: cannot create it: {exc.strerror}") from None
         else:
             self.base = Path(tempfile.mkdtemp(prefix="ppss-demo-"))
         self.job = self.base / "job"
@@ -94,9 +107,10 @@ class Demo:
         self.procs: list[tuple[str, subprocess.Popen]] = []
         pace = args.pace if args.pace is not None else (0.0 if args.headless else CONSOLE_PACE)
         self.command = demo_command(pace)
+        self.failing = args.failing if args.failing is not None else (0 if args.headless else 1)
 
     def create_job(self) -> int:
-        items = make_inputs(self.base / "input", self.args.items)
+        items = make_inputs(self.base / "input", self.args.items, empty=self.failing)
         result = asyncio.run(init_job(LocalStore(str(self.job)), self.command, items, "dir",
                                       str(self.base / "input")))
         return result.spec.total
@@ -161,8 +175,10 @@ class Demo:
                 last = line
             await asyncio.sleep(1.0)
 
-    def outcome(self, status: dict, total: int, elapsed: float) -> int:
-        bad = [(name, p.returncode) for name, p in self.procs if p.returncode != 0]
+    def outcome(self, status: dict, total: int, elapsed: float, stopped: frozenset = frozenset()) -> int:
+        """0 if every item is done; else 1 with what went wrong (workers in ``stopped`` were
+        stopped by the demo itself, so their exit status says nothing)."""
+        bad = [(name, p.returncode) for name, p in self.procs if p.returncode != 0 and name not in stopped]
         for name, code in bad:
             print(f"demo: worker {name} exited with status {code}; its log ends with:\n{self.log_tail(name)}",
                   file=sys.stderr)
@@ -181,22 +197,38 @@ class Demo:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+    def after_console(self, total: int, elapsed: float) -> int:
+        """The console was closed: the job's outcome, 1 if quit before every item was done."""
+        stopped = frozenset(name for name, proc in self.procs if proc.poll() is None)
+        self.stop_workers()
+        status = asyncio.run(read_job_status(LocalStore(str(self.job)))).to_dict()
+        if stopped and status["done"] + status["failed"] < total:
+            print(f"demo: the console was closed before the end ({status['done'] + status['failed']} "
+                  f"of {total} items run)", file=sys.stderr)
+        return self.outcome(status, total, elapsed, stopped)
+
+
 def run_demo(args) -> int:
     demo = Demo(args)
     try:
-        print(f"demo: {args.items} files in {demo.base}/input, job {demo.job}", flush=True)
+        intro = [f"demo: {args.items} files in {demo.base}/input, job {demo.job}"]
+        print(intro[-1], flush=True)
         total = demo.create_job()
-        print(f"demo: command: {demo.command}", flush=True)
+        intro.append(f"demo: command: {demo.command}")
+        print(intro[-1], flush=True)
         demo.start_workers()
-        print(f"demo: started {len(demo.procs)} workers ({', '.join(n for n, _ in demo.procs)}), "
-              f"{args.slots} slots each", flush=True)
+        intro.append(f"demo: started {len(demo.procs)} workers ({', '.join(n for n, _ in demo.procs)}), "
+                     f"{args.slots} slots each")
+        print(intro[-1], flush=True)
         if args.headless:
             return asyncio.run(demo.headless(total))
         from .app import run_console
         console_args = argparse.Namespace(**vars(args))
         console_args.cluster = str(demo.cluster_file())
         console_args.cmd = None
-        return run_console(console_args)
+        start = time.monotonic()
+        run_console(console_args, intro=intro)
+        return demo.after_console(total, time.monotonic() - start)
     except KeyboardInterrupt:
         print("\ndemo: interrupted; stopping the workers (running items terminated, claims released)",
               file=sys.stderr, flush=True)

@@ -20,11 +20,18 @@ def rate(r: float | None) -> str:
     return f"{r:.1f}/s" if r < 100 else f"{r:,.0f}/s"
 
 
+NO_VALUE = "—"
+
+
 def eta(snapshot: JobSnapshot) -> str:
-    if snapshot.finished:
+    """finished; paused/suspended while the job does not run; "—" when it cannot be told."""
+    state = snapshot.job_state
+    if state == "finished":
         return "finished"
-    if snapshot.eta is None:
-        return "unknown"
+    if state in ("paused", "suspended"):
+        return state
+    if not snapshot.eta_known:
+        return NO_VALUE
     if snapshot.eta < 1:
         return "any moment"
     return humanize.naturaldelta(dt.timedelta(seconds=snapshot.eta))
@@ -36,6 +43,19 @@ def age(seconds: float | None) -> str:
     if seconds < 2:
         return "now"
     return humanize.naturaldelta(dt.timedelta(seconds=seconds)) + " ago"
+
+
+def short_age(seconds: float | None) -> str:
+    """A table-width age: now, 27 s, 5 min, 3 h, 2 d. Workers write a heartbeat every second and
+    SFTP mtimes have one-second steps, so anything under 5 s is "now" (a row does not flicker)."""
+    if seconds is None:
+        return "-"
+    if seconds < 5:
+        return "now"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def load(values: tuple[float, float, float] | None) -> str:
@@ -51,11 +71,21 @@ def memory(free: int | None, total: int | None) -> str:
     return text
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def slots(row: NodeRow) -> str:
-    used = len(row.running)
-    text = f"{used}/{row.slots}" if row.reported else "-"
-    if row.control_slots is not None and (not row.reported or row.control_slots != row.slots):
-        text += f" (→{row.control_slots})"
+    """``busy/slots``; items still running beyond a lowered limit as ``+N``; a pending change ``→N``."""
+    if row.reported:
+        used = row.slots_used
+        text = f"{min(used, row.slots)}/{row.slots}"
+        if used > row.slots:
+            text += f" +{used - row.slots}"
+    else:
+        text = "-"
+    if row.slots_target is not None:
+        text += f" →{row.slots_target}"
     return text
 
 
@@ -64,7 +94,7 @@ CONN_STYLE = {UP: "green", CONNECTING: "yellow", UNREACHABLE: "bold red", HOSTKE
 
 STATE_STYLE = {"running": "green", "paused": "yellow", "suspended": "magenta", "stopping": "yellow",
                "stopped": "dim", "finished": "blue", "error": "bold red", "lost": "bold red",
-               "starting": "cyan", "no worker": "dim"}
+               "starting": "cyan", "no worker": "dim", "no workers": "bold yellow"}
 
 
 def conn(row: NodeRow) -> str:

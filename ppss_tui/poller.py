@@ -1,4 +1,7 @@
-"""Pollers: read the master and the nodes, build immutable snapshots, post them as messages.
+"""Pollers: read the master and the nodes, build immutable snapshots, hand them to callbacks.
+
+No Textual here (tests/test_console_headless.py): the app passes ``on_snapshot`` and
+``on_master`` callbacks and wraps what they receive in its own messages.
 
 * The master: one ``Store`` (``worker.store.open_store``: one SSH connection with SFTP, reused,
   reconnecting). Each poll reads job.yaml once, then the node status files, control.yaml and
@@ -21,7 +24,6 @@ from collections.abc import Callable
 
 import asyncssh
 
-from worker import layout as L
 from worker.errors import ConnectError, PpssError
 from worker.jobspec import JobSpec
 from worker.jobstatus import read_job_status, read_spec
@@ -30,8 +32,7 @@ from worker.sshconn import connect
 from worker.store import Store, open_store
 
 from .access import JobAccess
-from .messages import MasterReady, SnapshotReady
-from .snapshot import (CONNECTING, UNREACHABLE, UP, NodeHealth, RateMeter, build_snapshot,
+from .snapshot import (CONNECTING, JobSnapshot, UNREACHABLE, UP, NodeHealth, RateMeter, build_snapshot,
                        classify_connect_error, parse_proc)
 
 CONNECT_LIMIT = 8
@@ -42,11 +43,13 @@ RECOUNT_EVERY = 600.0
 
 
 class Poller:
-    def __init__(self, cluster, post: Callable, clock: Callable[[], float] = time.time,
+    def __init__(self, cluster, on_snapshot: Callable[[JobSnapshot], None],
+                 on_master: Callable[[JobAccess], None] = lambda access: None, clock: Callable[[], float] = time.time,
                  interval: float = 1.5, node_interval: float = 3.0, recount_every: float | None = RECOUNT_EVERY,
                  connect_limit: int = CONNECT_LIMIT, probe_nodes: bool = True) -> None:
         self.cluster = cluster
-        self.post = post
+        self.on_snapshot = on_snapshot
+        self.on_master = on_master
         self.clock = clock
         self.interval = interval
         self.node_interval = node_interval
@@ -107,7 +110,7 @@ class Poller:
                               self.recount, self.recount_at)
 
     def publish(self) -> None:
-        self.post(SnapshotReady(self.snapshot()))
+        self.on_snapshot(self.snapshot())
 
     async def publish_loop(self) -> None:
         while True:
@@ -119,7 +122,7 @@ class Poller:
         m = self.cluster.master
         async with asyncio.timeout(MASTER_TIMEOUT):
             self.store = await open_store(m, self.cluster.identity, self.cluster.known_hosts)
-        self.post(MasterReady(JobAccess(self.store)))
+        self.on_master(JobAccess(self.store))
 
     async def poll_master(self) -> None:
         """One poll: job.yaml once, then status files, control.yaml and the retry queue."""

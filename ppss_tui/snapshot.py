@@ -141,6 +141,13 @@ class RunningView:
     started: float
 
 
+PROBLEM_STATES = ("lost", "error")
+PROBLEM_CONNS = (UNREACHABLE, HOSTKEY_CHANGED, HOSTKEY_UNKNOWN, LOGIN_REFUSED)
+# "halted" (paused by a failure threshold) comes with the jobs root (issue 11); until then a job
+# no worker runs says so ("no workers").
+JOB_STATES = ("running", "paused", "suspended", "no workers", "stopped", "finished")
+
+
 @dataclass(frozen=True)
 class NodeRow:
     name: str
@@ -161,6 +168,26 @@ class NodeRow:
     mem_free: int | None = None
     mem_total: int | None = None
     reported: bool = False            # a status file exists
+
+    @property
+    def problem(self) -> bool:
+        """Lost, in error, or its host cannot be reached: what the operator must look at."""
+        return self.state in PROBLEM_STATES or self.conn in PROBLEM_CONNS
+
+    @property
+    def live(self) -> bool:
+        return self.reported and self.state not in ("lost", "no worker", *FINAL_STATES)
+
+    @property
+    def slots_used(self) -> int:
+        return len(self.running)
+
+    @property
+    def slots_target(self) -> int | None:
+        """The slot count control.yaml asks for when it differs from what the worker uses."""
+        if self.control_slots is not None and (not self.reported or self.control_slots != self.slots):
+            return self.control_slots
+        return None
 
 
 @dataclass(frozen=True)
@@ -196,6 +223,60 @@ class JobSnapshot:
     @property
     def fraction(self) -> float:
         return min(1.0, (self.done + self.failed) / self.total) if self.total else 0.0
+
+    @property
+    def done_fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    @property
+    def failed_fraction(self) -> float:
+        return min(1.0 - self.done_fraction, self.failed / self.total) if self.total else 0.0
+
+    @property
+    def queued(self) -> int:
+        """Claimed ahead by a node but not started yet."""
+        return max(0, self.claimed - self.running)
+
+    @property
+    def job_state(self) -> str:
+        """What the job does, not only what control.yaml asks (``JOB_STATES``; "" before the master answers).
+
+        finished: every item done or failed. stopped: control.yaml says so. paused/suspended:
+        control.yaml, or every live worker is. no workers: none is running it (all lost,
+        exited or never started) and it is not finished. Otherwise running.
+        """
+        if not self.total and not self.command:
+            return ""
+        if self.finished:
+            return "finished"
+        if self.control_state == "stopped":
+            return "stopped"
+        if self.control_state in ("paused", "suspended"):
+            return self.control_state
+        live = [n for n in self.nodes if n.live]
+        if not live:
+            return "no workers"
+        states = {n.state for n in live}
+        if states <= {"paused", "suspended"}:
+            return "suspended" if states == {"suspended"} else "paused"
+        return "running"
+
+    @property
+    def eta_known(self) -> bool:
+        """An ETA means something only while the job runs."""
+        return self.job_state == "running" and self.eta is not None
+
+    @property
+    def counter_lag(self) -> tuple[int, int] | None:
+        """(done, failed) the last recount found beyond the node counters, None if they agree.
+
+        Counters only grow: records beyond them mean a node's counters lag (a crash just after
+        a commit). A recount within them has nothing to add.
+        """
+        if self.recount is None:
+            return None
+        extra_done, extra_failed = self.recount[0] - self.done, self.recount[1] - self.failed
+        return (extra_done, extra_failed) if extra_done > 0 or extra_failed > 0 else None
 
 
 def build_snapshot(job: str, status: JobStatus | None, cluster_nodes: Sequence, health: Mapping[str, NodeHealth],

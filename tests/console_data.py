@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ppss_tui.clusterfile import parse_cluster
-from ppss_tui.snapshot import (CONNECTING, HOSTKEY_CHANGED, LOGIN_REFUSED, UNREACHABLE, UP, JobSnapshot,
+from ppss_tui.snapshot import (HOSTKEY_CHANGED, LOGIN_REFUSED, UNREACHABLE, UP, JobSnapshot,
                                NodeRow, RunningView)
+from ppss_tui.access import RETRY_MISSING
 from worker.control import ControlError, parse_control
+from worker.errors import JobError
 
 NOW = 1_700_000_000.0
 FINGERPRINT = "SHA256:n8CmJRtqJ3s4B3uVv0y8m3Qx1q0aZ2f7hYbq6cYdE1w"
@@ -100,7 +102,8 @@ nodes:
 
 
 class FakeAccess:
-    """Records every call; holds control.yaml text with a stamp like the real one."""
+    """Records every call; holds control.yaml text with a stamp like the real one.
+    Follows ``ppss_tui.access.ConsoleAccess`` (tests/test_console_headless.py checks it)."""
 
     def __init__(self, control_text: str = CONTROL_TEXT, records: list[dict] | None = None) -> None:
         self.calls: list[tuple] = []
@@ -127,6 +130,10 @@ class FakeAccess:
 
     async def failed(self, limit=None):
         return list(self.records)
+
+    async def retry(self, ids):
+        self.calls.append(("retry", tuple(ids)))
+        raise JobError(RETRY_MISSING)
 
     async def item_log(self, ident):
         return f"# id: {ident}\nsome output\n"

@@ -8,7 +8,7 @@ import pytest
 from console_data import NOW, FakeAccess, cluster, failed_records, snapshot
 from ppss_tui import format as F
 from ppss_tui.app import PpssConsole, read_keymap
-from ppss_tui.fold import fold_names, group_failures
+from ppss_tui.failgroups import fold_names, group_failures
 from ppss_tui.snapshot import (CONNECTING, HOSTKEY_CHANGED, HOSTKEY_UNKNOWN, LOGIN_REFUSED, NOT_LISTED,
                                UNREACHABLE, UP, NodeHealth, RateMeter, build_snapshot,
                                classify_connect_error, eta_seconds, parse_proc, rate_of)
@@ -26,7 +26,7 @@ from worker.jobstatus import JobStatus, NodeStatus, RunningItem
     (["node3", "node1", "node2", "node2"], "node[1-3]"),
     (["web", "node1", "node2", "db"], "db,node[1-2],web"),
     (["n01", "n02", "n03", "n10"], "n[01-03,10]"),
-    (["n1", "n01"], "n01,n1"),
+    (["n1", "n01"], "n[1,01]"),
     (["a1", "b1", "a2"], "a[1-2],b1"),
     (["rack1-node1", "rack1-node2", "rack2-node1"], "rack1-node[1-2],rack2-node1"),
     (["node1", "node3", "node5"], "node[1,3,5]"),
@@ -42,6 +42,7 @@ def test_group_failures_groups_identical_tails_and_folds_nodes():
         (5, 2, "node[1-3,7]"), (3, 137, "gpu1,node4"), (1, 1, "node2")]
     # The item's own text is neutralised so per-item messages still group together.
     assert groups[0].tail == "lame: $ITEM: unsupported WAV format (ADPCM)"
+    assert groups[0].last_line.endswith("(ADPCM)")
     assert groups[0].items[0] == "/srv/wavs/a 1.wav"  # earliest start first
     assert groups[1].tail == "encoding frame 90210\nKilled"
 
@@ -137,7 +138,7 @@ def test_build_snapshot_combines_status_health_and_control():
     assert snap.claimed == 3  # node1: 2 running + 1 claimed ahead; lost node2 excluded
     assert snap.rate == pytest.approx(15.7)
     assert snap.eta == pytest.approx((1000 - 157) / 15.7)
-    assert F.slots(n1) == "2/2 (→4)"
+    assert F.slots(n1) == "2/2 →4"
 
 
 def test_build_snapshot_without_master():

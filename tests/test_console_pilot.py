@@ -7,7 +7,6 @@ for load and memory. Keys change control.yaml on the master and the workers obey
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -169,7 +168,7 @@ async def test_unreachable_node_and_changed_host_key_are_shown(fresh_cluster, tm
         await _wait(pilot, lambda: _cell(app, "node1", "conn").startswith(HOSTKEY_CHANGED), "node1 key changed")
         row = app.snapshot.node("node1")
         assert row.fingerprint == fingerprint
-        assert fingerprint.startswith(_cell(app, "node1", "conn").split()[-1].rstrip("…"))
+        assert _cell(app, "node1", "conn") == HOSTKEY_CHANGED
         # The detail line shows the full fingerprint of the selected node.
         detail = str(app.screen.query_one(NodeDetail).render())
         assert fingerprint in detail and "HOST KEY CHANGED" in detail

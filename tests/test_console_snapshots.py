@@ -8,6 +8,8 @@ from console_data import NOW, FakeAccess, cluster, snapshot
 from ppss_tui.app import PpssConsole
 
 SIZE = (160, 45)
+SMALL = (80, 24)
+LARGE = (200, 50)
 
 
 def make_app() -> PpssConsole:
@@ -22,6 +24,42 @@ async def _settle(pilot) -> None:
 
 def test_main_screen(snap_compare):
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=_settle)
+
+
+def test_main_screen_80x24(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=_settle)
+
+
+def test_main_screen_200x50(snap_compare):
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=_settle)
+
+
+def test_filter_lost_80x24(snap_compare):
+    async def filter_lost(pilot):
+        await pilot.press("slash", *"lost")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=filter_lost)
+
+
+def test_sorted_by_failed_problems_first_200x50(snap_compare):
+    async def sort(pilot):
+        await pilot.press("o", "o", "exclamation_mark")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=LARGE, run_before=sort)
+
+
+def test_failed_view_80x24(snap_compare):
+    async def open_failed(pilot):
+        await pilot.press("f")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=open_failed)
+
+
+def test_help_80x24(snap_compare):
+    async def open_help(pilot):
+        await pilot.press("question_mark")
+        await _settle(pilot)
+    assert snap_compare(make_app(), terminal_size=SMALL, run_before=open_help)
 
 
 def test_main_screen_selected_unreachable_node(snap_compare):

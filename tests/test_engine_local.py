@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ppss_helpers import (AWKWARD_LINES, assert_ok, assert_one_line_error, console, run_worker,
+from ppss_helpers import (AWKWARD_LINES, Job, assert_ok, assert_one_line_error, console, items_n, run_worker,
                           status_json, write_items)
 from worker import layout as L
 
@@ -39,12 +39,6 @@ def work(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def init(job: Path, *args: str, cwd: Path | None = None, input: bytes | None = None):
-    res = console("init", str(job), *args, cwd=cwd, input=input)
-    assert_ok(res)
-    return res
-
-
 # ---------------------------------------------------------------------------------------------
 # awkward names
 
@@ -52,8 +46,8 @@ def init(job: Path, *args: str, cwd: Path | None = None, input: bytes | None = N
 def test_awkward_names_source_file_byte_exact(work: Path) -> None:
     items = AWKWARD_LINES
     src = write_items(work / "items.txt", [b"", *items[:5], b"", b"", *items[5:], b""])
-    job = work / "job"
-    res = init(job, "--source-file", str(src), "--command", RECORD_ITEM, cwd=work / "cwd")
+    job = Job(work / "job")
+    res = job.init("--source-file", str(src), "--command", RECORD_ITEM, cwd=work / "cwd")
     assert f"{len(items)} items" in res.stdout
     res = run_worker(str(job), "--slots", "3", "--node-name", "local1", cwd=work / "cwd")
     assert_ok(res)
@@ -66,8 +60,8 @@ def test_awkward_names_source_file_byte_exact(work: Path) -> None:
 def test_awkward_names_stdin_null_separated(work: Path) -> None:
     items = [*AWKWARD_LINES, b"new\nline", b"\n", b"ends with newline\n", b"\r\n"]
     data = b"".join(i + b"\0" for i in items) + b"\0\0"
-    job = work / "job"
-    res = init(job, "--source-file", "-", "--null", "--command", RECORD_ITEM, cwd=work / "cwd", input=data)
+    job = Job(work / "job")
+    res = job.init("--source-file", "-", "--null", "--command", RECORD_ITEM, cwd=work / "cwd", input=data)
     assert f"{len(items)} items" in res.stdout
     assert_ok(run_worker(str(job), "--slots", "4", "-n", "n0", cwd=work / "cwd"))
     assert output_items(job, items) == {i: i for i in items}
@@ -85,8 +79,8 @@ def test_item_without_ITEM_is_last_argument(work: Path) -> None:
     script.chmod(0o755)
     items = AWKWARD_LINES
     src = write_items(work / "items", items)
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", str(script), cwd=work / "cwd")
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", str(script), cwd=work / "cwd")
     assert_ok(run_worker(str(job), "--slots", "2", "-n", "n0", cwd=work / "cwd"))
     for item in items:
         ident = L.item_id(item)
@@ -99,8 +93,8 @@ def test_printf_habit_output_goes_to_log_and_joblog(work: Path) -> None:
     """`--command 'printf %s'` (no ITEM): output in the per-item log and the JSON-lines job log."""
     items = [b"-n", b"$(touch pwned)", b"hello world", b"%d"]
     src = write_items(work / "items", items)
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", "printf %s", cwd=work / "cwd")
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", "printf %s", cwd=work / "cwd")
     assert_ok(run_worker(str(job), "--slots", "2", "-n", "logger", cwd=work / "cwd"))
     for item in items:
         log = (job / L.log_path(L.item_id(item))).read_bytes()
@@ -119,10 +113,10 @@ def test_printf_habit_output_goes_to_log_and_joblog(work: Path) -> None:
 def test_environment_variables(work: Path) -> None:
     items = [b"a", b"b b", b"c'c"]
     src = write_items(work / "items", items)
-    job = work / "job"
+    job = Job(work / "job")
     cmd = ('printf "%s\\n%s\\n%s\\n%s\\n" "$ITEM_ID" "$PPSS_NODE" "$PPSS_SLOT" "$OUTPUT_DIR" '
            '> "$OUTPUT_DIR/env"; printf %s "$ITEM" > "$OUTPUT_DIR/item"')
-    init(job, "--source-file", str(src), "--command", cmd, cwd=work / "cwd")
+    job.init("--source-file", str(src), "--command", cmd, cwd=work / "cwd")
     assert_ok(run_worker(str(job), "--slots", "2", "--node-name", "envnode", cwd=work / "cwd"))
     dirs = set()
     for item in items:
@@ -181,10 +175,10 @@ def test_source_dir_awkward_file_names(work: Path, recurse: bool) -> None:
     top = make_source_dir(src)
     expected = top + (_nested(src) if recurse else [])
     assert all(len(p) > 300 for p in _nested(src))
-    job = work / "job"
+    job = Job(work / "job")
     cmd = 'cat -- "$ITEM" > "$OUTPUT_DIR/content" && printf %s "$ITEM" > "$OUTPUT_DIR/item"'
     args = ["--source-dir", str(src), "--command", cmd] + ([] if recurse else ["--no-recurse"])
-    res = init(job, *args, cwd=work / "cwd")
+    res = job.init(*args, cwd=work / "cwd")
     assert f"{len(expected)} items" in res.stdout
     assert_ok(run_worker(str(job), "--slots", "3", "-n", "dirnode", cwd=work / "cwd"))
     assert output_items(job, expected) == {p: p for p in expected}
@@ -202,8 +196,8 @@ def test_source_dir_awkward_file_names(work: Path, recurse: bool) -> None:
 
 def test_exit_code_1_when_an_item_fails(work: Path) -> None:
     src = write_items(work / "items", [b"ok1", b"bad", b"ok2"])
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", 'test "$ITEM" != bad', cwd=work / "cwd")
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", 'test "$ITEM" != bad', cwd=work / "cwd")
     res = run_worker(str(job), "--slots", "2", "-n", "n1", cwd=work / "cwd")
     assert_ok(res, 1)
     st = status_json(str(job))
@@ -217,12 +211,12 @@ def test_retry_succeeds_second_time(work: Path) -> None:
     marks = work / "marks"
     marks.mkdir()
     runs = work / "runs"
-    items = [f"item {i}".encode() for i in range(12)]
+    items = items_n(12)
     src = write_items(work / "items", items)
-    job = work / "job"
+    job = Job(work / "job")
     cmd = (f'echo "$ITEM_ID" >> "{runs}"; '
            f'if [ -e "{marks}/$ITEM_ID" ]; then exit 0; else touch "{marks}/$ITEM_ID"; exit 7; fi')
-    init(job, "--source-file", str(src), "--command", cmd, "--retries", "1", cwd=work / "cwd")
+    job.init("--source-file", str(src), "--command", cmd, "--retries", "1", cwd=work / "cwd")
     res = run_worker(str(job), "--slots", "3", "-n", "n1", cwd=work / "cwd")
     assert_ok(res, 0)
     ids = runs.read_text().split()
@@ -236,9 +230,9 @@ def test_always_failing_items_are_listed(work: Path) -> None:
     runs = work / "runs"
     items = [b"f1", b"f 2", b"-n"]
     src = write_items(work / "items", [*items, b"good"])
-    job = work / "job"
+    job = Job(work / "job")
     cmd = f'echo "$ITEM_ID" >> "{runs}"; [ "$ITEM" = good ] && exit 0; echo "boom $ITEM"; exit 3'
-    init(job, "--source-file", str(src), "--command", cmd, "--retries", "2", cwd=work / "cwd")
+    job.init("--source-file", str(src), "--command", cmd, "--retries", "2", cwd=work / "cwd")
     res = run_worker(str(job), "--slots", "2", "-n", "failnode", cwd=work / "cwd")
     assert_ok(res, 1)
     ids = runs.read_text().split()
@@ -249,7 +243,7 @@ def test_always_failing_items_are_listed(work: Path) -> None:
     assert sorted(L.item_from_json(r["item"]) for r in records) == sorted(items)
     for r in records:
         assert r["exit"] == 3 and r["node"] == "failnode" and r["attempt"] == 3
-    text = console("failed", str(job))
+    text = console("failed", str(job), "--raw")
     assert_ok(text)
     lines = text.stdout.splitlines()
     assert len(lines) == 3
@@ -263,10 +257,10 @@ def test_always_failing_items_are_listed(work: Path) -> None:
 
 def test_worker_rerun_on_finished_job_runs_nothing(work: Path) -> None:
     runs = work / "runs"
-    items = [f"i{i}".encode() for i in range(5)]
+    items = items_n(5)
     src = write_items(work / "items", items)
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", f'echo "$ITEM_ID" >> "{runs}"', cwd=work / "cwd")
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", f'echo "$ITEM_ID" >> "{runs}"', cwd=work / "cwd")
     assert_ok(run_worker(str(job), "--slots", "2", "-n", "a", cwd=work / "cwd"))
     assert_ok(run_worker(str(job), "--slots", "2", "-n", "a", cwd=work / "cwd"))
     assert_ok(run_worker(str(job), "--slots", "2", "-n", "b", cwd=work / "cwd"))
@@ -276,8 +270,8 @@ def test_worker_rerun_on_finished_job_runs_nothing(work: Path) -> None:
 def test_duplicate_items_run_once(work: Path) -> None:
     runs = work / "runs"
     src = write_items(work / "items", [b"a", b"b", b"a", b"a "])
-    job = work / "job"
-    res = init(job, "--source-file", str(src), "--command", f'echo "$ITEM_ID" >> "{runs}"', cwd=work / "cwd")
+    job = Job(work / "job")
+    res = job.init("--source-file", str(src), "--command", f'echo "$ITEM_ID" >> "{runs}"', cwd=work / "cwd")
     assert "3 items" in res.stdout
     assert_ok(run_worker(str(job), "-n", "a", "--slots", "2", cwd=work / "cwd"))
     assert sorted(runs.read_text().split()) == sorted(L.item_id(i) for i in (b"a", b"b", b"a "))
@@ -289,8 +283,8 @@ def test_duplicate_items_run_once(work: Path) -> None:
 
 def test_init_refuses_existing_job(work: Path) -> None:
     src = write_items(work / "items", [b"a"])
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", "true")
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", "true")
     before = (job / "job.yaml").read_bytes()
     res = console("init", str(job), "--source-file", str(src), "--command", "false")
     assert_one_line_error(res, 4, "already exists")
@@ -350,8 +344,8 @@ def test_missing_job_errors(work: Path) -> None:
 
 def test_worker_usage_errors(work: Path) -> None:
     src = write_items(work / "items", [b"a"])
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", "true")
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", "true")
     assert_one_line_error(run_worker(str(job), "--slots", "0", "-n", "x"), 2, "--slots")
     assert_one_line_error(run_worker(str(job), "--slots", "1", "-n", "bad/name"), 2, "--node-name")
     assert_one_line_error(run_worker("ssh://h:99999/x", "-n", "x"), 2, "bad port")
@@ -363,8 +357,8 @@ def test_worker_usage_errors(work: Path) -> None:
 
 def test_corrupt_job_yaml_is_one_line(work: Path) -> None:
     src = write_items(work / "items", [b"a"])
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", "true")
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", "true")
     (job / "job.yaml").write_text("command: [\n")
     assert_one_line_error(run_worker(str(job), "-n", "x", "--slots", "1"), 4, "job.yaml", "line")
     assert_one_line_error(console("status", str(job)), 4, "job.yaml")
@@ -382,11 +376,11 @@ def _wait_file(path: Path, timeout: float = 30) -> None:
 def test_sigint_releases_claims_exit_130(work: Path) -> None:
     from ppss_helpers import finish, start_worker
     import signal
-    items = [f"i{i}".encode() for i in range(6)]
+    items = items_n(6)
     src = write_items(work / "items", items)
-    job = work / "job"
+    job = Job(work / "job")
     started = work / "started"
-    init(job, "--source-file", str(src), "--command", f'touch {started}; sleep 30; : "$ITEM"')
+    job.init("--source-file", str(src), "--command", f'touch {started}; sleep 30; : "$ITEM"')
     proc = start_worker(str(job), "--slots", "2", "-n", "ctrlc", cwd=work / "cwd")
     try:
         _wait_file(started)
@@ -408,10 +402,10 @@ def test_item_completing_during_shutdown_is_recorded(work: Path) -> None:
     from ppss_helpers import finish, start_worker
     import signal
     src = write_items(work / "items", [b"only"])
-    job = work / "job"
+    job = Job(work / "job")
     runs, started = work / "runs", work / "started"
     # ignores SIGTERM and completes well within the worker's grace period
-    init(job, "--source-file", str(src), "--command",
+    job.init("--source-file", str(src), "--command",
          f"trap '' TERM; touch {started}; sleep 1; echo \"$ITEM_ID\" >> {runs}")
     proc = start_worker(str(job), "--slots", "1", "-n", "late", cwd=work / "cwd")
     try:
@@ -430,8 +424,8 @@ def test_item_completing_during_shutdown_is_recorded(work: Path) -> None:
 def test_defaults_node_name_and_slots(work: Path) -> None:
     import socket
     src = write_items(work / "items", [b"a", b"b"])
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", ': "$ITEM"')
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", ': "$ITEM"')
     assert_ok(run_worker(str(job), cwd=work / "cwd"))
     (node,) = status_json(str(job))["nodes"]
     assert node["name"] == socket.gethostname().split(".")[0]
@@ -442,11 +436,11 @@ def test_defaults_node_name_and_slots(work: Path) -> None:
 def test_second_live_worker_with_same_name_refused_and_stop_one_node(work: Path) -> None:
     from ppss_helpers import finish, start_worker, wait_for
     import signal
-    items = [f"i{i:03d}".encode() for i in range(40)]
+    items = items_n(40)
     src = write_items(work / "items", items)
-    job = work / "job"
+    job = Job(work / "job")
     runs = work / "runs"
-    init(job, "--source-file", str(src), "--command", f'sleep 0.2; echo "$ITEM_ID $PPSS_NODE" >> {runs}')
+    job.init("--source-file", str(src), "--command", f'sleep 0.2; echo "$ITEM_ID $PPSS_NODE" >> {runs}')
     a = start_worker(str(job), "--slots", "2", "-n", "a", cwd=work / "cwd")
     b = None
     try:
@@ -475,9 +469,9 @@ def test_second_live_worker_with_same_name_refused_and_stop_one_node(work: Path)
 def test_three_workers_share_a_one_chunk_job(work: Path) -> None:
     """All items in one chunk: the two workers that help its sweeper get a fair share too."""
     from ppss_helpers import finish, start_worker
-    src = write_items(work / "items", [f"{i:03d}".encode() for i in range(90)])
-    job = work / "job"
-    init(job, "--source-file", str(src), "--command", ': "$ITEM"; sleep 0.1')
+    src = write_items(work / "items", items_n(90))
+    job = Job(work / "job")
+    job.init("--source-file", str(src), "--command", ': "$ITEM"; sleep 0.1')
     procs = [start_worker(str(job), "--slots", "2", "-n", f"w{i}", cwd=work / "cwd") for i in range(3)]
     assert [finish(p, timeout=60)[0] for p in procs] == [0, 0, 0]
     done = {n["name"]: n["done"] for n in status_json(str(job))["nodes"]}

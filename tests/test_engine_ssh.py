@@ -21,8 +21,8 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from ppss_helpers import (AWKWARD_LINES, assert_ok, assert_one_line_error, console, finish,
-                          run_worker, start_worker, status_json, wait_for, write_items)
+from ppss_helpers import (AWKWARD_LINES, Job, assert_exactly_once, assert_ok, assert_one_line_error, console,
+                          finish, items_n, run_worker, start_worker, status_json, wait_for)
 from sshcluster import SshCluster, SshServer, free_port, keygen, ssh_command
 from worker import layout as L
 
@@ -33,17 +33,6 @@ NODE_KEYS = ["name", "state", "slots", "done", "failed", "running", "last_seen_s
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def init_ssh(cluster, job: Path | str, items: list[bytes], command: str, *extra: str,
-             server: SshServer | None = None) -> str:
-    """Create a job on the master over SSH from a local source file; returns its URL."""
-    url = (server or cluster.master).url(str(job)) if isinstance(job, Path) else job
-    res = console("init", url, "--source-file", "-", "--null", "--command", command, *extra,
-                  cluster=cluster, input=b"".join(i + b"\0" for i in items))
-    assert_ok(res)
-    assert f"{len(items)} items" in res.stdout
-    return url
 
 
 def timed_command(log: Path, seconds: float) -> str:
@@ -66,19 +55,6 @@ def events(log: Path, kind: str) -> list[tuple[str, str, float]]:
 
 def ends(log: Path) -> list[str]:
     return [ident for ident, _, _ in events(log, "E")]
-
-
-def done_ids(job: Path) -> set[str]:
-    return {p.name for p in (job / L.DONE_DIR).glob("*/*") if ".tmp-" not in p.name}
-
-
-def held_locks(job: Path, node: str) -> list[Path]:
-    """Claim tokens of ``node`` still present in lock directories."""
-    return [p for p in (job / L.LOCKS_DIR).glob("*/*/*") if p.name.startswith(f"{node}@")]
-
-
-def node_status(job: Path, node: str) -> dict:
-    return json.loads((job / L.status_path(node)).read_bytes())
 
 
 def descendants(pid: int) -> list[int]:
@@ -129,34 +105,20 @@ def crash(proc: subprocess.Popen) -> None:
     proc.communicate(timeout=10)
 
 
-def items_n(n: int, prefix: str = "item") -> list[bytes]:
-    return [f"{prefix} {i:04d}".encode() for i in range(n)]
-
-
-def assert_exactly_once(completed: list[str], items: list[bytes], may_repeat: set[str] = frozenset()) -> None:
-    want = sorted(L.item_id(i) for i in items)
-    counts: dict[str, int] = {}
-    for ident in completed:
-        counts[ident] = counts.get(ident, 0) + 1
-    assert sorted(counts) == want, "some item never completed (or an unknown one did)"
-    twice = {i: c for i, c in counts.items() if c > 1 and not (i in may_repeat and c == 2)}
-    assert not twice, f"items completed more than once: {twice}"
-
-
 @pytest.fixture
-def job(tmp_path: Path) -> Path:
-    return tmp_path / "job"
+def job(tmp_path: Path, ssh_cluster: SshCluster) -> Job:
+    return Job(tmp_path / "job", ssh_cluster)
 
 
 # ---------------------------------------------------------------------------------------------
 # competition
 
 
-def test_three_competing_workers_on_three_nodes(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -> None:
+def test_three_competing_workers_on_three_nodes(ssh_cluster: SshCluster, tmp_path: Path, job: Job) -> None:
     items = items_n(600)
     runs = tmp_path / "runs"
     runs.mkdir()
-    url = init_ssh(ssh_cluster, job, items, f'echo "$ITEM_ID" >> {shlex.quote(str(runs))}/"$PPSS_NODE"')
+    url = job.create(items, f'echo "$ITEM_ID" >> {shlex.quote(str(runs))}/"$PPSS_NODE"')
     procs = []
     for node in ssh_cluster.nodes:
         # each worker runs on its own node server, reached through the real ssh client
@@ -170,7 +132,7 @@ def test_three_competing_workers_on_three_nodes(ssh_cluster: SshCluster, tmp_pat
         assert code == 0, err
         assert "Traceback" not in err
     per_node = {p.name: p.read_text().split() for p in runs.iterdir()}
-    assert_exactly_once([i for ids in per_node.values() for i in ids], items)
+    assert_exactly_once(job, items, executions=[i for ids in per_node.values() for i in ids])
     st = status_json(url, cluster=ssh_cluster)
     assert list(st) == ["total", "done", "failed", "running", "pending", "nodes"]
     assert (st["total"], st["done"], st["failed"], st["running"], st["pending"]) == (600, 600, 0, 0, 0)
@@ -182,7 +144,7 @@ def test_three_competing_workers_on_three_nodes(ssh_cluster: SshCluster, tmp_pat
         assert isinstance(n["last_seen_s"], (int, float)) and 0 <= n["last_seen_s"] < 60
     recount = status_json(url, "--recount", cluster=ssh_cluster)
     assert (recount["done"], recount["failed"], recount["pending"]) == (600, 0, 0)
-    assert len(done_ids(job)) == 600
+    assert len(set(job.records()[0])) == 600
     text = console("status", url, cluster=ssh_cluster)
     assert_ok(text)
     assert "600/600" in text.stdout and "node3" in text.stdout
@@ -196,7 +158,7 @@ def test_awkward_names_over_ssh_both_sources_home_path(ssh_cluster: SshCluster, 
         items = [*AWKWARD_LINES, b"new\nline"]
         url = ssh_cluster.master.url("~/" + home_rel + "/a")
         assert "/~/" in url
-        init_ssh(ssh_cluster, url, items, 'printf %s "$ITEM" > "$OUTPUT_DIR/item"')
+        Job(home_job / "a", ssh_cluster, url=url).create(items, 'printf %s "$ITEM" > "$OUTPUT_DIR/item"')
         assert (home_job / "a" / L.JOB_FILE).exists()
         res = run_worker(url, "--slots", "3", "-n", "aw", cluster=ssh_cluster, cwd=tmp_path)
         assert_ok(res)
@@ -239,10 +201,10 @@ def test_awkward_names_over_ssh_both_sources_home_path(ssh_cluster: SshCluster, 
 # resume
 
 
-def test_resume_after_sigterm(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -> None:
+def test_resume_after_sigterm(ssh_cluster: SshCluster, tmp_path: Path, job: Job) -> None:
     items = items_n(30)
     log = tmp_path / "log"
-    url = init_ssh(ssh_cluster, job, items, timed_command(log, 0.3))
+    url = job.create(items, timed_command(log, 0.3))
     proc = start_worker(url, "--slots", "3", "-n", "term", cluster=ssh_cluster, cwd=tmp_path)
     try:
         wait_for(lambda: len(ends(log)) >= 6, 40, "six items done")
@@ -256,10 +218,10 @@ def test_resume_after_sigterm(ssh_cluster: SshCluster, tmp_path: Path, job: Path
     assert code == 143, err
     assert "Traceback" not in err
     # claims released at once: no lock held by the stopped worker, and nothing half-run
-    assert held_locks(job, "term") == []
-    st = node_status(job, "term")
+    assert job.held_by("term") == set()
+    st = job.node_status("term")
     assert st["state"] == "stopped" and st["running"] == [] and st["claims"] == []
-    done_before = done_ids(job)
+    done_before = set(job.records()[0])
     assert 6 <= len(done_before) < len(items)
     completed_uncommitted = set(ends(log)) - done_before
     # A different node finishes the job: released claims do not wait for any lease.
@@ -267,38 +229,40 @@ def test_resume_after_sigterm(ssh_cluster: SshCluster, tmp_path: Path, job: Path
     res = run_worker(url, "--slots", "3", "-n", "other", cluster=ssh_cluster, cwd=tmp_path, timeout=60)
     assert_ok(res)
     assert time.monotonic() - t0 < 40
-    assert_exactly_once(ends(log), items, may_repeat=completed_uncommitted)
+    assert_exactly_once(job, items, executions=ends(log), may_repeat=completed_uncommitted)
     assert not [i for i in done_before if ends(log).count(i) != 1], "a done item ran again"
     st = status_json(url, cluster=ssh_cluster)
     assert (st["done"], st["failed"], st["pending"], st["running"]) == (30, 0, 0, 0)
 
 
 def test_resume_after_sigkill_same_node_takes_back_its_claims(ssh_cluster: SshCluster, tmp_path: Path,
-                                                             job: Path) -> None:
+                                                             job: Job) -> None:
     items = items_n(30)
     log = tmp_path / "log"
     # default lease (60 s): the restart must not wait for it
-    url = init_ssh(ssh_cluster, job, items, timed_command(log, 0.3))
+    url = job.create(items, timed_command(log, 0.3))
     proc = start_worker(url, "--slots", "3", "-n", "kil", cluster=ssh_cluster, cwd=tmp_path)
     try:
         wait_for(lambda: len(ends(log)) >= 6, 40, "six items done")
-        wait_for(lambda: held_locks(job, "kil"), 10, "a claim held")
+        wait_for(lambda: job.held_by("kil"), 10, "a claim held")
         crash(proc)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert held_locks(job, "kil"), "the crash left no claim behind: nothing to take back"
-    done_before = done_ids(job)
+    assert job.held_by("kil"), "the crash left no claim behind: nothing to take back"
+    done_before = set(job.records()[0])
     completed_uncommitted = set(ends(log)) - done_before
     assert len(done_before) < len(items)
     t0 = time.monotonic()
     res = run_worker(url, "--slots", "3", "-n", "kil", cluster=ssh_cluster, cwd=tmp_path, timeout=60)
     assert_ok(res)
     assert time.monotonic() - t0 < 40, "the restarted node waited for its own lease"
-    assert held_locks(job, "kil") == []
-    assert_exactly_once(ends(log), items, may_repeat=completed_uncommitted)
+    assert job.held_by("kil") == set()
+    # the job-log lines of the last half second before the crash were still in the worker's buffer
+    assert_exactly_once(job, items, executions=ends(log), may_repeat=completed_uncommitted,
+                        joblog_may_miss=done_before)
     assert not [i for i in done_before if ends(log).count(i) != 1], "a done item ran again"
-    assert len(done_ids(job)) == len(items)
+    assert len(set(job.records()[0])) == len(items)
     st = status_json(url, "--recount", cluster=ssh_cluster)
     assert (st["done"], st["failed"], st["pending"], st["running"]) == (30, 0, 0, 0)
     assert st["nodes"][0]["name"] == "kil" and st["nodes"][0]["state"] == "finished"
@@ -319,10 +283,10 @@ def _running(url: str, cluster: SshCluster) -> int:
     return status_json(url, cluster=cluster)["running"]
 
 
-def test_pause_resume_stop(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -> None:
+def test_pause_resume_stop(ssh_cluster: SshCluster, tmp_path: Path, job: Job) -> None:
     items = items_n(120)
     log = tmp_path / "log"
-    url = init_ssh(ssh_cluster, job, items, timed_command(log, 0.4))
+    url = job.create(items, timed_command(log, 0.4))
     procs = {n: start_worker(url, "--slots", "2", "-n", n, cluster=ssh_cluster, cwd=tmp_path)
              for n in ("pa", "pb")}
     try:
@@ -374,7 +338,7 @@ def test_pause_resume_stop(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -
         st = status_json(url, cluster=ssh_cluster)
         assert {n["name"]: n["state"] for n in st["nodes"]} == {"pa": "stopped", "pb": "stopped"}
         assert st["running"] == 0 and st["done"] == len(finished)
-        assert held_locks(job, "pa") == [] and held_locks(job, "pb") == []
+        assert job.held_by("pa") == set() and job.held_by("pb") == set()
 
         # -- a worker started while the job is stopped exits 5 at once
         res = run_worker(url, "--slots", "2", "-n", "pa", cluster=ssh_cluster, cwd=tmp_path, timeout=30)
@@ -387,7 +351,7 @@ def test_pause_resume_stop(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -
         assert yaml.safe_load((job / L.CONTROL_FILE).read_bytes()) == {"state": "running", "nodes": {}}
         res = run_worker(url, "--slots", "8", "-n", "pb", cluster=ssh_cluster, cwd=tmp_path, timeout=60)
         assert_ok(res)
-        assert_exactly_once(ends(log), items)
+        assert_exactly_once(job, items, executions=ends(log))
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -396,12 +360,12 @@ def test_pause_resume_stop(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -
 
 
 def test_same_size_control_change_within_one_second_is_seen(ssh_cluster: SshCluster, tmp_path: Path,
-                                                          job: Path) -> None:
+                                                          job: Job) -> None:
     """Over SFTP mtimes are whole seconds: two same-size rewrites in one second must both be seen
     (e.g. `pause --node ca` then `pause --node cb`). Forced here with utime, deterministically."""
     items = items_n(400)
     log = tmp_path / "log"
-    url = init_ssh(ssh_cluster, job, items, timed_command(log, 0.25))
+    url = job.create(items, timed_command(log, 0.25))
     control = job / L.CONTROL_FILE
     first = b"state: running\nnodes:\n  ca: {state: paused}\n"
     second = b"state: running\nnodes:\n  cb: {state: paused}\n"
@@ -421,7 +385,7 @@ def test_same_size_control_change_within_one_second_is_seen(ssh_cluster: SshClus
         time.sleep(REACT + 1.0)
         late = [e for e in events(log, "S") if e[2] > t0 + REACT]
         assert late == [], "node cb kept starting items after it was paused"
-        assert node_status(job, "cb")["state"] == "paused"
+        assert job.node_status("cb")["state"] == "paused"
     finally:
         kill_group_now(proc)
 
@@ -432,22 +396,22 @@ def kill_group_now(proc: subprocess.Popen) -> None:
         proc.communicate()
 
 
-def test_malformed_control_yaml(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -> None:
+def test_malformed_control_yaml(ssh_cluster: SshCluster, tmp_path: Path, job: Job) -> None:
     items = items_n(400)  # more than the test's duration can finish: the worker must not exit
     log = tmp_path / "log"
-    url = init_ssh(ssh_cluster, job, items, timed_command(log, 0.25))
+    url = job.create(items, timed_command(log, 0.25))
     control = job / L.CONTROL_FILE
     proc = start_worker(url, "--slots", "2", "-n", "mal", cluster=ssh_cluster, cwd=tmp_path)
     try:
         wait_for(lambda: len(ends(log)) >= 2, 30, "two items done")
         bad = b"state: paused\nnodes:\n  mal: {state: running\n"
         control.write_bytes(bad)
-        err = wait_for(lambda: node_status(job, "mal").get("error"), 2 + 5, "the error in the status file")
+        err = wait_for(lambda: job.node_status("mal").get("error"), 2 + 5, "the error in the status file")
         assert "control.yaml" in err and "line" in err
         # the worker keeps going with the last good state (running)
         mark = len(ends(log))
         wait_for(lambda: len(ends(log)) >= mark + 3, 20, "progress despite the malformed file")
-        assert node_status(job, "mal")["state"] == "running"
+        assert job.node_status("mal")["state"] == "running"
         # the console refuses to overwrite it, in one line, and leaves it alone
         res = console("pause", url, cluster=ssh_cluster)
         assert_one_line_error(res, 4, "control.yaml", "line")
@@ -457,15 +421,15 @@ def test_malformed_control_yaml(ssh_cluster: SshCluster, tmp_path: Path, job: Pa
 
         # fixed by hand: paused; then broken again: the worker stays paused (its last good state)
         control.write_bytes(b"state: paused\n")
-        wait_for(lambda: node_status(job, "mal")["state"] == "paused"
-                 and not node_status(job, "mal").get("error"), 10, "paused, error cleared")
+        wait_for(lambda: job.node_status("mal")["state"] == "paused"
+                 and not job.node_status("mal").get("error"), 10, "paused, error cleared")
         wait_for(lambda: _running(url, ssh_cluster) == 0, 10, "nothing running while paused")
         control.write_bytes(b"state: running\n\tnodes: {}\n")
-        wait_for(lambda: node_status(job, "mal").get("error"), 10, "the second error reported")
+        wait_for(lambda: job.node_status("mal").get("error"), 10, "the second error reported")
         mark = len(ends(log))
         time.sleep(2.5)
         assert len(ends(log)) == mark, "a malformed file un-paused the worker"
-        assert node_status(job, "mal")["state"] == "paused"
+        assert job.node_status("mal")["state"] == "paused"
 
         # repaired through the console is refused while broken; by hand it obeys again
         assert console("resume", url, cluster=ssh_cluster).returncode == 4
@@ -481,7 +445,7 @@ def test_malformed_control_yaml(ssh_cluster: SshCluster, tmp_path: Path, job: Pa
         assert len(finished) < len(items)
         assert sorted(finished) == sorted(set(finished)), "an item ran twice"
         assert sorted(e[0] for e in events(log, "S")) == sorted(finished), "a running item was killed"
-        assert node_status(job, "mal")["state"] == "stopped"
+        assert job.node_status("mal")["state"] == "stopped"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -500,9 +464,9 @@ def test_sftp_only_master(ssh_cluster: SshCluster, tmp_path: Path) -> None:
         shell = subprocess.run(ssh_command(server, access, "echo", "shell-$((6*7))"), capture_output=True,
                                text=True, timeout=30, stdin=subprocess.DEVNULL)
         assert "shell-42" not in shell.stdout  # no remote shell on this master
-        job = tmp_path / "job"
+        job = Job(tmp_path / "job", access, server=server)
         items = [b"a", b"$(touch pwned)", b"c c"]
-        url = init_ssh(access, job, items, 'printf %s "$ITEM" > "$OUTPUT_DIR/item"', server=server)
+        url = job.create(items, 'printf %s "$ITEM" > "$OUTPUT_DIR/item"')
         assert_ok(run_worker(url, "--slots", "2", "-n", "sftp", cluster=access, cwd=tmp_path))
         for item in items:
             assert (job / L.output_path(L.item_id(item)) / "item").read_bytes() == item
@@ -551,8 +515,8 @@ def _fingerprint(pub_path: Path) -> str:
 
 def test_changed_host_key_refused(fresh_cluster, tmp_path: Path) -> None:
     cluster = fresh_cluster(1)
-    job = tmp_path / "job"
-    url = init_ssh(cluster, job, items_n(3), "true")
+    job = Job(tmp_path / "job", cluster)
+    url = job.create(items_n(3), "true")
     old_fp = _fingerprint(cluster.master.host_key_path.with_suffix(".pub"))
     cluster.rotate_host_key(cluster.master)
     new_fp = _fingerprint(cluster.master.host_key_path.with_suffix(".pub"))
@@ -622,13 +586,12 @@ def test_missing_job_path_over_ssh(ssh_cluster: SshCluster, tmp_path: Path) -> N
         assert_one_line_error(console(sub, url, cluster=ssh_cluster), 4)
     assert not (tmp_path / "no").exists()
     # init over SSH into an existing job: refused
-    job = tmp_path / "job"
-    url = init_ssh(ssh_cluster, job, items_n(2), "true")
+    url = Job(tmp_path / "job", ssh_cluster).create(items_n(2), "true")
     res = console("init", url, "--source-file", "-", "--command", "true", cluster=ssh_cluster, input=b"x\n")
     assert_one_line_error(res, 4, "already exists")
 
 
-def test_failures_retries_and_recount_over_ssh(ssh_cluster: SshCluster, tmp_path: Path, job: Path) -> None:
+def test_failures_retries_and_recount_over_ssh(ssh_cluster: SshCluster, tmp_path: Path, job: Job) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
     runs = tmp_path / "runs"
@@ -637,7 +600,7 @@ def test_failures_retries_and_recount_over_ssh(ssh_cluster: SshCluster, tmp_path
     # items 0-4 always fail (exit 9); the others fail once and then succeed
     cmd = (f'echo "$ITEM_ID" >> {runs}; case "$ITEM" in "item 000"[0-4]) exit 9;; esac; '
            f'[ -e {marks}/"$ITEM_ID" ] && exit 0; touch {marks}/"$ITEM_ID"; exit 1')
-    url = init_ssh(ssh_cluster, job, items, cmd, "--retries", "2")
+    url = job.create(items, cmd, "--retries", "2")
     procs = [start_worker(url, "--slots", "2", "-n", n, cluster=ssh_cluster, cwd=tmp_path) for n in ("f1", "f2")]
     results = [finish(p, timeout=90) for p in procs]
     for code, _, err in results:

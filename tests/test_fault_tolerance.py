@@ -10,7 +10,6 @@ Workers run on this host under different ``--node-name``s and reach the master o
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ppss_helpers import assert_ok, console, wait_for, worker_argv
+from ppss_helpers import Job, _signal, assert_exactly_once, items_n, wait_for
 from sshcluster import MakeCluster, SshCluster, _descendants
 from worker import layout as L
 
@@ -42,183 +41,12 @@ def note(text: str) -> None:
 # a job on the master, and workers on this host
 
 
-class Job:
-    def __init__(self, root: Path, cluster: SshCluster, name: str = "job") -> None:
-        self.root = root
-        self.dir = root / name
-        self.cluster = cluster
-        self.url = cluster.master.url(str(self.dir))
-        self.exec_dir = root / "exec"
-        self.exec_dir.mkdir(exist_ok=True)
-        self.err_dir = root / "stderr"
-        self.err_dir.mkdir(exist_ok=True)
-        self.procs: dict[str, subprocess.Popen] = {}
-
-    # -- commands ------------------------------------------------------------------------------
-    def record(self) -> str:
-        """Shell code appending ``ITEM START END`` to this node's execution log (items have no spaces)."""
-        return (f'printf "%s %s %s\\n" "$ITEM" "$T0" "$(date +%s.%N)" '
-                f'>> {shlex.quote(str(self.exec_dir))}/"$PPSS_NODE"')
-
-    def timed(self, body: str) -> str:
-        return f'T0=$(date +%s.%N); {body}; {self.record()}'
-
-    def init(self, *args: str, items: list[bytes] | None = None) -> None:
-        if items is not None:
-            src = self.root / "items.txt"
-            src.write_bytes(b"".join(i + b"\n" for i in items))
-            args = ("--source-file", str(src), *args)
-        res = console("init", self.url, *args, cluster=self.cluster, timeout=60)
-        assert_ok(res)
-
-    def console(self, *args: str) -> subprocess.CompletedProcess:
-        sub, *rest = args
-        res = console(sub, self.url, *rest, cluster=self.cluster, timeout=60)
-        assert_ok(res, code=res.returncode if sub == "status" and res.returncode == 1 else 0)
-        return res
-
-    def status(self, recount: bool = True) -> dict:
-        res = self.console("status", "--json", *(["--recount"] if recount else []))
-        return json.loads(res.stdout)
-
-    def start(self, node: str, slots: int = 2, *extra: str) -> subprocess.Popen:
-        err = open(self.err_dir / node, "wb")
-        proc = subprocess.Popen(worker_argv(self.url, "--slots", str(slots), "--node-name", node, *extra,
-                                            cluster=self.cluster),
-                                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
-        err.close()
-        self.procs[node] = proc
-        return proc
-
-    def stderr(self, node: str) -> str:
-        return (self.err_dir / node).read_text(errors="replace")
-
-    def wait(self, node: str, timeout: float) -> int:
-        proc = self.procs[node]
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"worker {node} did not exit within {timeout} s; stderr:\n"
-                                 f"{self.stderr(node)}\nstatus: {self.status(recount=False)}") from None
-
-    def wait_ok(self, node: str, timeout: float, code: int = 0) -> None:
-        rc = self.wait(node, timeout)
-        err = self.stderr(node)
-        assert rc == code, f"worker {node} exited {rc} (wanted {code}); stderr:\n{err}"
-        assert "Traceback" not in err, err
-
-    # -- signals to a whole node (the worker and the items it runs) ------------------------------
-    def freeze(self, node: str) -> float:
-        pid = self.procs[node].pid
-        os.kill(pid, signal.SIGSTOP)
-        for child in _descendants(pid):
-            _signal(child, signal.SIGSTOP)
-        return time.monotonic()
-
-    def thaw(self, node: str) -> None:
-        pid = self.procs[node].pid
-        for child in _descendants(pid):
-            _signal(child, signal.SIGCONT)
-        os.kill(pid, signal.SIGCONT)
-
-    def kill_node(self, node: str) -> float:
-        """SIGKILL the worker and every process it started, as a crash of its host would."""
-        pid = self.procs[node].pid
-        os.kill(pid, signal.SIGSTOP)  # no new children from here on
-        children = _descendants(pid)
-        os.kill(pid, signal.SIGKILL)
-        for child in children:
-            _signal(child, signal.SIGKILL)
-        t = time.monotonic()
-        self.procs[node].wait(10)
-        return t
-
-    def cleanup(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                children = _descendants(proc.pid)
-                for pid in (proc.pid, *children):
-                    _signal(pid, signal.SIGCONT)
-                    _signal(pid, signal.SIGKILL)
-                proc.wait(10)
-
-    # -- what the job directory says --------------------------------------------------------------
-    def node_status(self, node: str) -> dict | None:
-        try:
-            return json.loads((self.dir / L.status_path(node)).read_bytes())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def running(self, node: str) -> int:
-        st = self.node_status(node)
-        return len(st["running"]) if st else 0
-
-    def held_by(self, node: str) -> set[str]:
-        """Lock names whose holder token belongs to ``node``."""
-        out = set()
-        for shard in (self.dir / L.LOCKS_DIR).iterdir():
-            for lock in shard.iterdir():
-                try:
-                    names = os.listdir(lock)
-                except FileNotFoundError:
-                    continue
-                if any(L.token_node(n) == node for n in names):
-                    out.add(lock.name)
-        return out
-
-    def records(self) -> tuple[Counter, dict[str, dict]]:
-        """(done ids, failed id -> record) as found in done/ab/<id> and failed/ab/<id>."""
-        done: Counter = Counter()
-        failed: dict[str, dict] = {}
-        for shard in (self.dir / L.DONE_DIR).iterdir():
-            for e in shard.iterdir():
-                if ".tmp-" not in e.name:
-                    done[e.name] += 1
-        for shard in (self.dir / L.FAILED_DIR).iterdir():
-            for e in shard.iterdir():
-                if ".tmp-" not in e.name:
-                    assert e.name not in failed
-                    failed[e.name] = json.loads(e.read_bytes())
-        return done, failed
-
-    def done_count(self) -> int:
-        return sum(self.records()[0].values())
-
-    def joblog(self, node: str | None = None) -> list[dict]:
-        events = []
-        for f in sorted((self.dir / L.JOBLOG_DIR).glob("*.jsonl")):
-            if node is None or f.stem == node:
-                events += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-        return events
-
-    def executions(self, node: str | None = None) -> list[tuple[str, str, float, float]]:
-        """(item, node, start, end) of every completed execution."""
-        out = []
-        for f in sorted(self.exec_dir.iterdir()):
-            if node is None or f.name == node:
-                for line in f.read_text().splitlines():
-                    item, start, end = line.rsplit(" ", 2)
-                    out.append((item, f.name, float(start), float(end)))
-        return out
-
-    def log(self, ident: str) -> str:
-        path = self.dir / L.log_path(ident)
-        return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 @pytest.fixture
 def make_job(tmp_path: Path):
     jobs: list[Job] = []
 
     def make(cluster: SshCluster, name: str = "job") -> Job:
-        job = Job(tmp_path, cluster, name)
+        job = Job(tmp_path / name, cluster)
         jobs.append(job)
         return job
 
@@ -229,56 +57,8 @@ def make_job(tmp_path: Path):
             job.cleanup()
 
 
-def assert_exactly_once(job: Job, items: list[bytes], failed: dict[bytes, int] | None = None,
-                        joblog_may_miss: set[str] = frozenset()) -> None:
-    """Nothing lost, nothing recorded twice: records, job log and the recounted status agree.
-
-    ``failed``: item -> expected exit status of its failed record; every other item must be done.
-    ``joblog_may_miss``: ids whose job-log line may be missing (their node was SIGKILLed after
-    recording, before its batched job-log write).
-    """
-    failed = failed or {}
-    ids = {L.item_id(i): i for i in items}
-    assert len(ids) == len(items)
-    done, failed_recs = job.records()
-    stray = (set(done) | set(failed_recs)) - set(ids)
-    assert not stray, f"records for ids that are not items of the job: {sorted(stray)}"
-    assert not [i for i, n in done.items() if n > 1], "an item has two done records"
-    both = set(done) & set(failed_recs)
-    assert not both, f"items both done and failed: {[ids[i] for i in both]}"
-    lost = [ids[i] for i in ids if i not in done and i not in failed_recs]
-    assert not lost, f"{len(lost)} items LOST (no done or failed record): {lost[:10]}"
-    want_failed = {L.item_id(i): code for i, code in failed.items()}
-    assert set(failed_recs) == set(want_failed), \
-        f"failed records for {[ids[i] for i in failed_recs]}, wanted {list(failed)}"
-    for ident, code in want_failed.items():
-        assert failed_recs[ident]["exit"] == code, failed_recs[ident]
-        assert L.item_from_json(failed_recs[ident]["item"]) == ids[ident]
-
-    events = job.joblog()
-    finals = Counter(e["id"] for e in events if e["event"] in ("done", "failed"))
-    twice = {ids.get(i, i): n for i, n in finals.items() if n > 1}
-    assert not twice, f"items with more than one final job-log event: {twice}"
-    for ident in ids:
-        if ident not in joblog_may_miss:
-            assert finals[ident] == 1, f"{ids[ident]!r}: {finals[ident]} final job-log events"
-    for e in events:
-        if e["event"] == "done":
-            assert e["id"] in done
-        if e["event"] == "failed":
-            assert e["id"] in failed_recs
-
-    st = job.status(recount=True)
-    assert (st["total"], st["done"], st["failed"], st["pending"]) == \
-        (len(items), len(items) - len(failed), len(failed), 0), st
-
-
 def execution_counts(job: Job) -> Counter:
     return Counter(item for item, *_ in job.executions())
-
-
-def simple_items(n: int, prefix: str = "item") -> list[bytes]:
-    return [f"{prefix}-{i:03d}".encode() for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +67,7 @@ def simple_items(n: int, prefix: str = "item") -> list[bytes]:
 
 def test_sigkill_node_mid_run(ssh_cluster: SshCluster, make_job) -> None:
     job = make_job(ssh_cluster)
-    items = simple_items(90)
+    items = items_n(90)
     job.init("--command", job.timed("sleep 0.2"), "--lease", str(LEASE), items=items)
     for node in ("n1", "n2", "n3"):
         job.start(node, slots=2)
@@ -329,7 +109,7 @@ def test_sigkill_node_mid_run(ssh_cluster: SshCluster, make_job) -> None:
 
 def test_sigstop_past_lease_late_results_refused(ssh_cluster: SshCluster, make_job) -> None:
     job = make_job(ssh_cluster)
-    items = simple_items(8)
+    items = items_n(8)
     job.init("--command", job.timed("sleep 4"), "--lease", str(LEASE), items=items)
     job.start("a", slots=2)
     job.start("b", slots=2)
@@ -378,7 +158,7 @@ def test_sigstop_past_lease_late_results_refused(ssh_cluster: SshCluster, make_j
 def test_master_sshd_restart_mid_run(fresh_cluster: MakeCluster, make_job) -> None:
     cluster = fresh_cluster(0)
     job = make_job(cluster)
-    items = simple_items(40)
+    items = items_n(40)
     # The lease is longer than the outage: nobody may be declared lost for a restart.
     job.init("--command", job.timed("sleep 0.4"), "--lease", "15", items=items)
     job.start("r1", slots=2)
@@ -518,7 +298,7 @@ def test_suspend_and_resume(ssh_cluster: SshCluster, make_job, tmp_path: Path) -
     job = make_job(ssh_cluster)
     pids = tmp_path / "pids"
     pids.mkdir()
-    items = simple_items(4)
+    items = items_n(4)
     job.init("--command", job.timed(f'echo $$ > {shlex.quote(str(pids))}/"$ITEM"; sleep 5'),
              "--lease", str(LEASE), items=items)
     job.start("s1", slots=2)
@@ -582,7 +362,7 @@ def _max_concurrency(intervals: list[tuple[float, float]]) -> int:
 
 def test_live_slot_change(ssh_cluster: SshCluster, make_job) -> None:
     job = make_job(ssh_cluster)
-    items = simple_items(40)
+    items = items_n(40)
     job.init("--command", job.timed("sleep 1"), "--lease", str(LEASE), items=items)
     job.start("n1", slots=1)
     wait_for(lambda: job.running("n1") == 1, 20, "n1 to run an item")
@@ -700,7 +480,7 @@ def test_many_workers_start_at_once(fresh_cluster: MakeCluster, make_job) -> Non
     master = cluster.master
     _limit_startups(master, "3:50:6")
     job = make_job(cluster)
-    items = simple_items(48)
+    items = items_n(48)
     job.init("--command", job.timed("sleep 0.3"), "--lease", str(LEASE), items=items)
     nodes = [f"w{i:02d}" for i in range(12)]
     # The server is held at its limit (6 connections that never log in) until the first worker
@@ -734,7 +514,6 @@ async def test_scan_does_not_take_a_lock_emptied_by_a_commit_as_orphan(tmp_path:
     """The check lists lock shards (old mtimes), then each lock's contents. A claim taken over and
     committed in between leaves an empty lock whose LISTED mtime is older than the lease: that is
     no orphan (it must not be moved to the graveyard and claimed again, which re-runs the item)."""
-    from worker.jobops import init_job
     from worker.jobstatus import read_spec
     from worker.reconcile import scan
     from worker.store import LocalStore
@@ -750,7 +529,7 @@ async def test_scan_does_not_take_a_lock_emptied_by_a_commit_as_orphan(tmp_path:
     store = CommitDuringScan(str(self_path))
     item = b"taken-over"
     ident, token = L.item_id(item), "n3@r3"
-    await init_job(store, "true", [item], "file", "-", lease=5)
+    await Job(self_path).init_here([item], store=store, lease=5)
     spec = await read_spec(store)
     (self_path / L.lock_path(ident) / token).mkdir(parents=True)
     old = time.time() - 60  # claimed long ago by the lost node, then taken over by n3

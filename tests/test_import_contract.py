@@ -106,3 +106,35 @@ def test_static_check_sees_imports() -> None:
     src = "import os\nfrom textual.app import App\nimport humanize as h\n" \
           "def f():\n    import ppss_tui.cli\n    importlib.import_module('textual.widgets')\n"
     assert _imported_roots(src, "x.py") >= {"textual", "humanize", "ppss_tui"}
+
+
+MAX_METHODS = 25
+MAX_LINES = 60
+
+
+def _oversized(source: str, filename: str) -> list[str]:
+    """Classes over MAX_METHODS methods and functions over MAX_LINES lines in one source."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.ClassDef):
+            methods = sum(isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef)) for b in node.body)
+            if methods > MAX_METHODS:
+                found.append(f"{filename}:{node.name} has {methods} methods")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_LINES:
+                found.append(f"{filename}:{node.name} has {lines} lines")
+    return found
+
+
+def test_worker_classes_and_functions_stay_small() -> None:
+    found = []
+    for path in sorted(WORKER_DIR.rglob("*.py")):
+        found += _oversized(path.read_text(), str(path.relative_to(WORKER_DIR)))
+    assert found == []
+
+
+def test_size_check_sees_a_big_class_and_a_long_function() -> None:
+    big = "class Big:\n" + "".join(f"    def m{i}(self): pass\n" for i in range(MAX_METHODS + 1))
+    long = "def f():\n" + "    x = 1\n" * MAX_LINES
+    assert len(_oversized(big + long, "x.py")) == 2

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from ppss_helpers import Job
 from worker import layout as L
 from worker.control import ControlError, parse_control
 from worker.errors import JobError
 from worker.jobops import control_stamp, init_job, set_slots, set_state, write_control_text
-from worker.store import LocalStore
 
 
 @pytest.fixture
 async def store(tmp_path):
-    store = LocalStore(str(tmp_path / "job"))
-    await init_job(store, "true", [b"a", b"b"], "file", "items.txt")
+    store = await Job(tmp_path / "job").init_here([b"a", b"b"])
     return store
 
 
@@ -54,15 +53,3 @@ async def test_editor_save_refuses_a_concurrent_edit_of_the_same_size(store):
 async def test_init_refuses_an_existing_job(store):
     with pytest.raises(JobError, match="already exists"):
         await init_job(store, "true", [b"c"], "file", "items.txt")
-
-
-def test_sftp_requests_are_coalesced_with_this_asyncssh():
-    """The store's request coalescing rests on asyncssh internals: fail loudly if they change."""
-    import asyncssh
-
-    from worker.store import _CoalescingWriter
-
-    assert hasattr(asyncssh.sftp.SFTPHandler, "send_packet")
-    import inspect
-    assert "self._writer.write(" in inspect.getsource(asyncssh.sftp.SFTPHandler.send_packet)
-    assert _CoalescingWriter.write

@@ -7,19 +7,17 @@ import time
 
 import pytest
 
+from ppss_helpers import Job, items_n
 from worker import layout as L
-from worker.jobops import init_job
 from worker.jobstatus import read_spec
 from worker.reconcile import count_records, scan
-from worker.store import LocalStore
 
-ITEMS = [f"item {i}".encode() for i in range(20)]
+ITEMS = items_n(20)
 
 
 @pytest.fixture
 async def job(tmp_path):
-    store = LocalStore(str(tmp_path / "job"))
-    await init_job(store, "true", ITEMS, "file", "items.txt", retries=1, lease=10, chunk_size=7)
+    store = await Job(tmp_path / "job").init_here(ITEMS, retries=1, lease=10, chunk_size=7)
     return store, tmp_path / "job"
 
 

@@ -116,7 +116,9 @@ def parse_control(text: bytes | str, where: str = "control.yaml") -> Control:
     """Parse and validate; raise ControlError with one line saying what and where."""
     data = load_yaml(text, where, ControlError)
     if data is None:
-        return Control()
+        # The console and init always write a state, atomically: an empty (or comment-only)
+        # file is damage (a truncation, an editor gone wrong), never "running".
+        raise ControlError(f"{where}: empty (expected at least 'state: running|paused|suspended|stopped')")
     if not isinstance(data, dict):
         raise ControlError(f"{where}: expected a mapping with 'state' and 'nodes'")
     unknown = set(data) - {"state", "nodes", *EXTRA_KEYS}

@@ -44,7 +44,7 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
                    retries: int = 0, lease: float = 60.0, transfer: str = "shared",
                    output_dir: str | None = None, file_server: str | None = None,
                    watch: bool = False, recurse: bool = True,
-                   chunk_size: int = L.CHUNK_SIZE, priority: int = 0,
+                   chunk_size: int = L.CHUNK_SIZE, timeout: float | None = None, priority: int = 0,
                    halt: str | None = None) -> InitResult:
     if not command.strip():
         raise UsageError("--command is empty")
@@ -52,6 +52,8 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
         raise UsageError("--retries must be 0 or more")
     if lease < 5:
         raise UsageError("--lease must be at least 5 seconds")
+    if timeout is not None and not timeout > 0:  # (also refuses NaN)
+        raise UsageError("--timeout must be a positive number of seconds")
     if transfer not in TRANSFERS:
         raise UsageError(f"--transfer must be one of {', '.join(TRANSFERS)}")
     if halt is not None:
@@ -82,6 +84,7 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
                                for j, c in enumerate(chunks[i:i + WRITE_BATCH])))
     spec = JobSpec(command=command, total=len(unique), chunks=len(chunks), chunk_size=chunk_size,
                    source_kind=source_kind, source=source, retries=retries, lease=float(lease),
+                   timeout=None if timeout is None else float(timeout),
                    transfer=transfer, output_dir=output_dir, file_server=file_server, watch=watch,
                    recurse=recurse, created=round(await store.now(), 3), priority=int(priority),
                    halt=halt)

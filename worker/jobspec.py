@@ -22,6 +22,7 @@ class JobSpec:
     source: str  # where the items came from (a path, or "-" for stdin)
     retries: int = 0
     lease: float = 60.0
+    timeout: float | None = None  # seconds an item may run before it is ended (None: no limit)
     transfer: str = "shared"
     output_dir: str | None = None
     file_server: str | None = None
@@ -52,6 +53,10 @@ class JobSpec:
             raise JobError(f"{where}: job format {data['format']} is newer than this ppss understands")
         values = {k: v for k, v in data.items() if k in known}
         values["extra"] = {k: v for k, v in data.items() if k not in known}
+        timeout = values.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout > 0):
+            raise JobError(f"{where}: timeout: {timeout!r} is not a positive number of seconds")
         priority = values.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise JobError(f"{where}: priority: {priority!r} is not a whole number")

@@ -75,6 +75,15 @@ async def count_records(store: Store) -> tuple[int, int]:
 SHARD_BATCH = 16  # shards listed at once: bounds memory to a few shards' listings
 
 
+@dataclass
+class _Listing:
+    """What the shard listings say: the unfinished locks, and how many ids have a lock."""
+    pending: dict[str, tuple[int, object]] = field(default_factory=dict)  # id -> newest (attempt, lock entry)
+    locked: int = 0                                    # distinct ids with a lock
+    lock_names: set[str] = field(default_factory=set)  # names of unfinished locks (for retry entries)
+    finals_only: set[str] = field(default_factory=set)  # with `only`: those that have a record
+
+
 async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: float,
                only: dict[str, bytes] | None = None, repair: bool = True) -> ScanResult:
     """Check every item (or just ``only``: id -> item) and sort the unfinished ones.
@@ -87,10 +96,37 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
     retry = await store.listdir(L.RETRY_DIR)
     retry_names = [n for n in retry or () if ".tmp-" not in n]
     result = ScanResult()
-    pending: dict[str, tuple[int, object]] = {}  # id -> newest (attempt, lock entry), unfinished
-    locked = 0                                    # distinct ids with a lock
-    lock_names: set[str] = set()                  # names of unfinished locks (for retry entries)
-    finals_only: set[str] = set()                 # with `only`: those that have a record
+    listing = await _list_records(store, shards, only, result)
+    pending = listing.pending
+    # A retry entry whose lock exists was claimed by a node that died before removing it.
+    queued_ids = {L.parse_lock_name(n)[0] for n in retry_names if n not in listing.lock_names}
+    stale_entries = [n for n in retry_names if n in listing.lock_names]
+    result.total = len(only) if only is not None else spec.total
+    unclaimed_possible = listing.locked + len(queued_ids - pending.keys()) < result.total or spec.watch
+    if only is None and not pending and not unclaimed_possible:
+        return result  # every item has a record: nothing to read
+    all_locked = await _all_locked(store, shards) if unclaimed_possible and only is None else None
+    items_of = await _match_items(store, spec, only, pending, queued_ids, all_locked, result)
+    result.queued = len(queued_ids - pending.keys())
+    repairs, maybe_orphans = await _sort_pending(store, spec, live_tokens, master_now, pending, items_of,
+                                                 retry_names, result)
+    if maybe_orphans:
+        await _confirm_orphans(store, spec, master_now, maybe_orphans, result)
+    if only is not None:
+        # Items we were waiting on that now have neither lock, record nor retry entry.
+        settled = pending.keys() | queued_ids | listing.finals_only
+        result.unclaimed += [Candidate(i, item) for i, item in only.items() if i not in settled]
+    else:
+        repairs += [store.remove(f"{L.RETRY_DIR}/{n}") for n in stale_entries]
+    if repair and repairs:
+        await asyncio.gather(*repairs)
+        result.repaired = len(repairs)
+    return result
+
+
+async def _list_records(store: Store, shards, only: dict[str, bytes] | None, result: ScanResult) -> _Listing:
+    """List the done, failed and lock shards a batch at a time; count the records."""
+    out = _Listing()
     for start in range(0, len(shards), SHARD_BATCH):
         batch = shards[start:start + SHARD_BATCH]
         done_l, failed_l, locks_l = await asyncio.gather(
@@ -105,33 +141,33 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
                     newest[ident] = (attempt, e)
             if only is not None:
                 final &= only.keys()
-                finals_only |= final
+                out.finals_only |= final
                 newest = {i: v for i, v in newest.items() if i in only}
             result.done += len({e.name for e in done_l[shard]} & final)
             result.failed += len({e.name for e in failed_l[shard]} & final)
-            locked += len(newest)
+            out.locked += len(newest)
             for ident, value in newest.items():
                 if ident not in final:
-                    pending[ident] = value
-                    lock_names.add(value[1].name)
-    # A retry entry whose lock exists was claimed by a node that died before removing it.
-    queued_ids = {L.parse_lock_name(n)[0] for n in retry_names if n not in lock_names}
-    stale_entries = [n for n in retry_names if n in lock_names]
-    total = len(only) if only is not None else spec.total
-    result.total = total
-    unclaimed_possible = locked + len(queued_ids - pending.keys()) < total or spec.watch
-    if only is None and not pending and not unclaimed_possible:
-        return result  # every item has a record: nothing to read
-    all_locked: set[bytes] | None = None
-    if unclaimed_possible and only is None:
-        all_locked = set()
-        for start in range(0, len(shards), SHARD_BATCH):
-            lists = await asyncio.gather(*(store.listdir(f"{L.LOCKS_DIR}/{s}")
-                                           for s in shards[start:start + SHARD_BATCH]))
-            for names in lists:
-                all_locked.update(bytes.fromhex(L.parse_lock_name(n)[0]) for n in names or ()
-                                  if _is_id(n))
-    # One pass over the item list finds the bytes of the unfinished items.
+                    out.pending[ident] = value
+                    out.lock_names.add(value[1].name)
+    return out
+
+
+async def _all_locked(store: Store, shards) -> set[bytes]:
+    """The ids of every lock (only when some item may have none)."""
+    all_locked: set[bytes] = set()
+    for start in range(0, len(shards), SHARD_BATCH):
+        lists = await asyncio.gather(*(store.listdir(f"{L.LOCKS_DIR}/{s}")
+                                       for s in shards[start:start + SHARD_BATCH]))
+        for names in lists:
+            all_locked.update(bytes.fromhex(L.parse_lock_name(n)[0]) for n in names or () if _is_id(n))
+    return all_locked
+
+
+async def _match_items(store: Store, spec: JobSpec, only: dict[str, bytes] | None, pending: dict,
+                       queued_ids: set[str], all_locked: set[bytes] | None,
+                       result: ScanResult) -> dict[str, bytes]:
+    """One pass over the item list: the bytes of the unfinished items, and the unclaimed ones."""
     items_of: dict[str, bytes] = {}
     counted = 0
 
@@ -153,7 +189,14 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
             result.unclaimed.append(Candidate(ident, item))
     if spec.watch and only is None:
         result.total = counted
-    result.queued = len(queued_ids - pending.keys())
+    return items_of
+
+
+async def _sort_pending(store: Store, spec: JobSpec, live_tokens: set[str], master_now: float,
+                        pending: dict, items_of: dict[str, bytes], retry_names: list[str],
+                        result: ScanResult) -> tuple[list, list[tuple[str, str, bytes]]]:
+    """Sort each unfinished lock: failed attempt, in flight, stale (dead holder) or maybe orphaned.
+    Returns the repairs to make and the locks that may be orphans."""
     todo = [(ident, items_of[ident]) for ident in pending if ident in items_of]
     contents = await asyncio.gather(*(store.listdir(L.lock_path(pending[i][1].name)) for i, _ in todo))
     repairs = []
@@ -163,46 +206,48 @@ async def scan(store: Store, spec: JobSpec, live_tokens: set[str], master_now: f
         lock = entry.name
         names = names or []
         if L.FAILED_MARK in names:
-            if any(L.parse_lock_name(n) == (ident, attempt + 1) for n in retry_names):
-                result.queued += 1
-            elif attempt <= spec.retries:
-                result.queued += 1
-                repairs.append(store.write_atomic(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item))
-            else:
-                result.failed += 1
-                repairs.append(store.write(L.failed_path(ident), record_bytes(
-                    {"id": ident, "item": L.item_to_json(item), "attempt": attempt, "exit": None,
-                     "repaired": True})))
+            repair = _failed_attempt(store, spec, ident, attempt, item, retry_names, result)
+            if repair is not None:
+                repairs.append(repair)
+            continue
+        tokens = [n for n in names if "@" in n]
+        if any(t in live_tokens for t in tokens):
+            result.inflight[ident] = item
+        elif tokens:
+            result.stale.append((lock, tokens[0], item))
+        elif master_now - entry.mtime > spec.lease:
+            maybe_orphans.append((ident, lock, item))
         else:
-            tokens = [n for n in names if "@" in n]
-            if any(t in live_tokens for t in tokens):
-                result.inflight[ident] = item
-            elif tokens:
-                result.stale.append((lock, tokens[0], item))
-            elif master_now - entry.mtime > spec.lease:
-                maybe_orphans.append((ident, lock, item))
-            else:
-                result.inflight[ident] = item  # being claimed right now, or just finished
-    if maybe_orphans:
-        # The lock's mtime above is from the shard listing, older than its contents: a lock
-        # emptied since (taken over then committed, or released) was modified then. Only one
-        # still unmodified for the lease lost its claimer between the two mkdirs.
-        fresh = await asyncio.gather(*(store.stat(L.lock_path(lock)) for _, lock, _ in maybe_orphans))
-        for (ident, lock, item), entry in zip(maybe_orphans, fresh):
-            if entry is not None and master_now - entry.mtime > spec.lease:
-                result.orphans.append((lock, item))
-            else:
-                result.inflight[ident] = item
-    if only is not None:
-        # Items we were waiting on that now have neither lock, record nor retry entry.
-        settled = pending.keys() | queued_ids | finals_only
-        result.unclaimed += [Candidate(i, item) for i, item in only.items() if i not in settled]
-    else:
-        repairs += [store.remove(f"{L.RETRY_DIR}/{n}") for n in stale_entries]
-    if repair and repairs:
-        await asyncio.gather(*repairs)
-        result.repaired = len(repairs)
-    return result
+            result.inflight[ident] = item  # being claimed right now, or just finished
+    return repairs, maybe_orphans
+
+
+def _failed_attempt(store: Store, spec: JobSpec, ident: str, attempt: int, item: bytes,
+                    retry_names: list[str], result: ScanResult):
+    """A failed attempt's lock: its retry is queued, or must be, or the item failed for good
+    (its failed record is written here). Returns the repair to make, if any."""
+    if any(L.parse_lock_name(n) == (ident, attempt + 1) for n in retry_names):
+        result.queued += 1
+        return None
+    if attempt <= spec.retries:
+        result.queued += 1
+        return store.write_atomic(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item)
+    result.failed += 1
+    return store.write(L.failed_path(ident), record_bytes(
+        {"id": ident, "item": L.item_to_json(item), "attempt": attempt, "exit": None, "repaired": True}))
+
+
+async def _confirm_orphans(store: Store, spec: JobSpec, master_now: float,
+                           maybe_orphans: list[tuple[str, str, bytes]], result: ScanResult) -> None:
+    # The lock's mtime from the shard listing is older than its contents: a lock emptied since
+    # (taken over then committed, or released) was modified then. Only one still unmodified
+    # for the lease lost its claimer between the two mkdirs.
+    fresh = await asyncio.gather(*(store.stat(L.lock_path(lock)) for _, lock, _ in maybe_orphans))
+    for (ident, lock, item), entry in zip(maybe_orphans, fresh):
+        if entry is not None and master_now - entry.mtime > spec.lease:
+            result.orphans.append((lock, item))
+        else:
+            result.inflight[ident] = item
 
 
 def _is_id(name: str) -> bool:

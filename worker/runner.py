@@ -1,8 +1,8 @@
 """Run one item: ``/bin/sh -c CMD`` with the item in the environment, never in the code.
 
 If CMD does not mention ITEM, ``"$ITEM"`` is appended, so ``gzip`` runs ``gzip "$ITEM"``
-(PPSS's habit), still as data. Each item runs in its own process group, so stop, suspend and
-resume reach everything it started.
+(PPSS's habit), still as data. Each item runs in its own session; stop, suspend, resume and
+timeouts reach everything it started, even processes that left the session (``proctree``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import re
 import signal
 import time
 from dataclasses import dataclass
+
+from . import proctree
 
 OUTPUT_LIMIT = 1 << 20  # keep the last MiB of an item's output
 TERM_GRACE = 5.0
@@ -25,6 +27,12 @@ class Result:
     started: float
     duration: float
     truncated: int = 0  # bytes of output dropped from the start
+    reason: str = ""  # why ppss ended it ("timeout after 5 s"); "" when it ended by itself
+    leftovers: tuple[str, ...] = ()  # processes it left running, killed ("1234 (sleep 299)")
+
+    @property
+    def timed_out(self) -> bool:
+        return self.reason.startswith("timeout")
 
 
 # ITEM as a word of its own ($ITEM, ${ITEM}, environ["ITEM"]; $ITEM_ID counts too), not inside
@@ -44,19 +52,34 @@ def shell_argv(command: str) -> list[str]:
 class ItemProcess:
     """One item's process: spawned with posix_spawn and watched through a pidfd where the
     platform has them (half the parent's CPU per item of asyncio's subprocess machinery,
-    measured in bench/throughput), else through asyncio's subprocess support."""
+    measured in bench/throughput), else through asyncio's subprocess support.
 
-    def __init__(self, command: str, env: dict) -> None:
+    The item is its whole process tree (``proctree``): when the shell ends, what it left running
+    is ended too (SIGTERM, SIGKILL after TERM_GRACE) and named in the output; ``terminate`` and a
+    timeout end every process of the tree, not only the shell's process group."""
+
+    def __init__(self, command: str, env: dict, timeout: float | None = None) -> None:
         self.command = command
         self.env = env
+        self.timeout = timeout
         self.pid: int | None = None
         self.returncode: int | None = None
         self.suspended = False
         self.terminated = False  # we sent it SIGTERM
+        self.reason = ""
+        self.tag = proctree.new_tag()
+        self.kill_at: float | None = None  # when what is left of the tree gets SIGKILL
+        self.killed: dict[int, str] = {}  # leftovers ended after the shell exited
+        self._timer: asyncio.TimerHandle | None = None
+        self._ender: asyncio.Task | None = None
+        key = TAG_KEY if not env or isinstance(next(iter(env)), bytes) else proctree.TAG_VAR
+        self.env[key] = self.tag.encode() if isinstance(key, bytes) else self.tag
 
     async def run(self) -> Result:
         started = time.time()
         t0 = time.monotonic()
+        if self.timeout:
+            self._timer = asyncio.get_running_loop().call_later(self.timeout, self._time_out)
         try:
             if FAST_SPAWN:
                 code, output, dropped = await self._run_spawn()
@@ -65,11 +88,31 @@ class ItemProcess:
         except OSError as exc:
             msg = f"ppss: cannot start /bin/sh: {exc.strerror or exc}\n".encode()
             return Result(127, msg, started, time.monotonic() - t0)
-        return Result(code, output, started, time.monotonic() - t0, dropped)
+        finally:
+            self._stop_timer()
+        notes = b""
+        if self.reason:
+            notes += f"ppss: {self.reason}: ended the item and every process it started\n".encode()
+            code = code or 124  # ended by us: never a success, whatever the shell said (as timeout(1))
+        leftovers = tuple(self.killed.values())
+        if leftovers:
+            notes += (f"ppss: killed {len(leftovers)} leftover process(es) the item left running: "
+                      f"{', '.join(leftovers)}\n").encode()
+        return Result(code, output + notes, started, time.monotonic() - t0, dropped, self.reason, leftovers)
+
+    def _stop_timer(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+
+    def _time_out(self) -> None:
+        self.reason = f"timeout after {self.timeout:g} s"
+        self._ender = asyncio.ensure_future(self.terminate())
 
     async def _run_spawn(self) -> tuple[int, bytes, int]:
         loop = asyncio.get_running_loop()
         argv = [os.fsencode(a) for a in shell_argv(self.command)]
+        proctree.become_subreaper()
         r, w = os.pipe()
         try:
             self.pid = os.posix_spawn(
@@ -81,6 +124,7 @@ class ItemProcess:
             raise
         finally:
             os.close(w)
+        proctree.started(self.pid)
         pidfd = os.pidfd_open(self.pid)
         os.set_blocking(r, False)
         out = _Output()
@@ -94,9 +138,15 @@ class ItemProcess:
             loop.remove_reader(r)
             os.close(pidfd)
         out.read(r, drain=True)  # what it wrote just before exiting
-        os.close(r)
         _, status = os.waitpid(self.pid, 0)
         self.returncode = _exit_code(os.waitstatus_to_exitcode(status))
+        proctree.waited(self.pid)
+        self._stop_timer()
+        try:
+            await self.end_tree(record=True)
+        finally:
+            out.read(r, drain=True)  # and what the leftovers wrote
+            os.close(r)
         return self.returncode, out.value(), out.dropped
 
     async def _run_asyncio(self) -> tuple[int, bytes, int]:
@@ -106,17 +156,37 @@ class ItemProcess:
         self.pid = proc.pid
         out = _Output()
         assert proc.stdout is not None
-        while data := await proc.stdout.read(65536):
-            out.add(data)
-        self.returncode = _exit_code(await proc.wait())
+
+        async def read_all() -> None:
+            while data := await proc.stdout.read(65536):
+                out.add(data)
+
+        reader = asyncio.ensure_future(read_all())
+        # proc.wait() also waits for the pipe to close, which leftovers may hold open: the
+        # exit status is set as soon as the shell exits, so look at that.
+        while proc.returncode is None and not reader.done():
+            await asyncio.wait({reader}, timeout=0.05)
+        if proc.returncode is None:
+            await proc.wait()
+        self.returncode = _exit_code(proc.returncode)
+        self._stop_timer()
+        await self.end_tree(record=True)
+        await reader
+        await proc.wait()
         return self.returncode, out.value(), out.dropped
 
+    def members(self) -> list[int]:
+        shell = self.pid if self.pid is not None and self.returncode is None else None
+        return proctree.members(self.tag, shell)
+
     def signal(self, sig: int) -> None:
+        """Signal the whole tree: the process group, and whatever left it."""
         if self.pid is not None and self.returncode is None:  # not reaped: the pid is still ours
             try:
                 os.killpg(self.pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+        proctree.send(self.members(), sig)
 
     def suspend(self) -> None:
         if not self.suspended:
@@ -129,16 +199,41 @@ class ItemProcess:
             self.suspended = False
 
     async def terminate(self) -> None:
-        """SIGTERM the item's process group, SIGKILL it after a grace period."""
-        if self.pid is None or self.returncode is not None:
-            return
+        """SIGTERM the item's whole tree, SIGKILL what is left of it after a grace period."""
+        if self.pid is None or self.returncode is not None or self.terminated:
+            return  # (an item that ended by itself: run() is ending what it left)
         self.terminated = True
+        self.kill_at = time.monotonic() + TERM_GRACE
         self.signal(signal.SIGTERM)
-        self.resume()
-        deadline = time.monotonic() + TERM_GRACE
-        while self.returncode is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        self.signal(signal.SIGKILL)
+        self.signal(signal.SIGCONT)
+        self.suspended = False
+        await self.end_tree(record=False)
+
+    async def end_tree(self, record: bool) -> None:
+        """Until no process of the item is left: SIGTERM each once, SIGKILL all at ``kill_at``.
+        ``record``: name them (they outlived the shell) in ``killed``."""
+        termed: set[int] = set()
+        give_up = None
+        while True:
+            pids = self.members()
+            if not pids:
+                return
+            if record:
+                for pid in pids:  # (named as last seen: after an exec if there was one)
+                    self.killed[pid] = proctree.describe(pid)
+            now = time.monotonic()
+            if self.kill_at is None:
+                self.kill_at = now + TERM_GRACE
+            new = [p for p in pids if p not in termed]
+            proctree.send(new, signal.SIGTERM)
+            proctree.send(new, signal.SIGCONT)
+            termed.update(new)
+            if now >= self.kill_at:
+                proctree.send(pids, signal.SIGKILL)
+                give_up = give_up or now + TERM_GRACE
+                if now > give_up:  # unkillable (uninterruptible sleep): stop trying
+                    return
+            await asyncio.sleep(0.02 if now >= self.kill_at else 0.05)
 
 
 class _Output:
@@ -181,6 +276,7 @@ def _exit_code(code: int) -> int:
 
 
 _DEFAULT_SIGNALS = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ", "SIGXFZ") if hasattr(signal, n))
+TAG_KEY = proctree.TAG_VAR.encode()
 FAST_SPAWN = hasattr(os, "posix_spawn") and hasattr(os, "pidfd_open") and hasattr(os, "POSIX_SPAWN_DUP2")
 if FAST_SPAWN:
     try:

@@ -101,24 +101,49 @@ async def describe_host_key_problem(target: SshTarget) -> str:
             "Trust it explicitly first: ppss-console trust HOST[:PORT]")
 
 
+class ConnectFailed(ConnectError):
+    """A failed connection attempt; ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# Final: retrying would only hide the problem (the operator must act).
+FATAL = (asyncssh.HostKeyNotVerifiable, asyncssh.PermissionDenied, socket.gaierror)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a failure of asyncssh.connect is transient: decided on the exception's class."""
+    if isinstance(exc, FATAL):
+        return False
+    return isinstance(exc, (asyncssh.Error, asyncio.TimeoutError, TimeoutError, OSError))
+
+
+async def _reason(target: SshTarget, exc: BaseException) -> str:
+    """One readable line for a failure of asyncssh.connect."""
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return await describe_host_key_problem(target)
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return f"{target.label()}: login refused (no accepted key for that account)"
+    if isinstance(exc, asyncssh.Error):
+        return f"{target.label()}: SSH failed: {exc.reason or exc}"
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return f"{target.label()}: no answer within {CONNECT_TIMEOUT:.0f} s"
+    if isinstance(exc, socket.gaierror):
+        return f"{target.label()}: unknown host ({exc.strerror})"
+    # asyncio's message for a refused port is "Connect call failed (addr)": say it plainly.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"{target.label()}: cannot connect: {reason}"
+
+
 async def connect(target: SshTarget) -> asyncssh.SSHClientConnection:
-    """Open a verified connection or raise ConnectError with one readable line."""
+    """Open a verified connection or raise ConnectFailed (a ConnectError) with one readable line."""
+    options = connect_options(target)  # a missing identity file: ConnectError, final
     try:
-        return await asyncssh.connect(target.host, **connect_options(target))
-    except asyncssh.HostKeyNotVerifiable:
-        raise ConnectError(await describe_host_key_problem(target)) from None
-    except asyncssh.PermissionDenied:
-        raise ConnectError(f"{target.label()}: login refused (no accepted key for that account)") from None
-    except asyncssh.Error as exc:
-        raise ConnectError(f"{target.label()}: SSH failed: {exc.reason or exc}") from None
-    except (asyncio.TimeoutError, TimeoutError):
-        raise ConnectError(f"{target.label()}: no answer within {CONNECT_TIMEOUT:.0f} s") from None
-    except socket.gaierror as exc:
-        raise ConnectError(f"{target.label()}: unknown host ({exc.strerror})") from None
-    except OSError as exc:
-        # asyncio's message for a refused port is "Connect call failed (addr)": say it plainly.
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ConnectError(f"{target.label()}: cannot connect: {reason}") from None
+        return await asyncssh.connect(target.host, **options)
+    except (asyncssh.Error, asyncio.TimeoutError, TimeoutError, OSError) as exc:
+        raise ConnectFailed(await _reason(target, exc), is_retryable(exc)) from None
 
 
 async def connect_with_retry(target: SshTarget, attempts: int | None = None,
@@ -126,7 +151,7 @@ async def connect_with_retry(target: SshTarget, attempts: int | None = None,
                              on_retry=None) -> asyncssh.SSHClientConnection:
     """Connect, retrying transient failures with exponential backoff and full jitter.
 
-    Host key and login problems are final: retrying them would only hide the problem.
+    Host key and login problems, an unknown host and a missing identity file are final.
     """
     delay = first_delay
     attempt = 0
@@ -135,12 +160,9 @@ async def connect_with_retry(target: SshTarget, attempts: int | None = None,
         try:
             return await connect(target)
         except ConnectError as exc:
-            text = str(exc)
-            final = "HOST KEY" in text or "host key unknown" in text or "login refused" in text \
-                or "unknown host" in text or "identity file" in text
-            if final or (attempts is not None and attempt >= attempts):
+            if not getattr(exc, "retryable", False) or (attempts is not None and attempt >= attempts):
                 raise
             if on_retry:
-                on_retry(text)
+                on_retry(str(exc))
         await asyncio.sleep(random.uniform(0, delay))
         delay = min(max_delay, delay * 2)

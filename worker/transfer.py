@@ -6,6 +6,13 @@ With ``init --transfer copy`` the item is a path on the file server (the master 
 ``OUTPUT_DIR``, and after success uploads that directory to ``<output dir>/<item's path below
 the source>/`` on the master, so the output tree mirrors the source tree. The work directory
 is removed after success and kept after a failure (its path is in the item's log).
+
+Nothing is written outside the output directory: the item's path is normalised first, and a
+``..`` that would climb above it becomes ``__up__`` (``../x/f`` -> ``OUT/__up__/x/f``). What the
+command left in ``$OUTPUT_DIR`` is uploaded as regular files and directories only: a symbolic
+link to a file inside ``$OUTPUT_DIR`` is uploaded as a copy of that file; any other link
+(outside, dangling, to a directory) and any fifo, socket or device is skipped, with a note in
+the item's log.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 
 from . import layout as L
 from .errors import PpssError
 from .jobspec import JobSpec
-from .store import Store
+from .store import FileServer
 
 
 class TransferError(PpssError):
@@ -31,15 +39,58 @@ def default_work_root(job_label: str) -> str:
     return os.path.join(base, "ppss", "work", key)
 
 
+UP = "__up__"  # what a leading '..' of an item's path becomes below the output directory
+
+
 def relative_item_path(item: str, source: str) -> str:
-    """The item's path below the source directory (or its absolute path without the '/')."""
-    if source and item.startswith(source.rstrip("/") + "/"):
-        return item[len(source.rstrip("/")) + 1:]
-    return item.lstrip("/")
+    """The item's path below the source directory (or its absolute path without the '/'),
+    normalised, with no '..' left: always a path inside the directory it is joined to."""
+    path = posixpath.normpath(item)  # a/./b -> a/b, a/../b -> b; only leading '..' remain
+    src = posixpath.normpath(source) if source else ""
+    if src not in ("", "/", ".") and path.startswith(src + "/"):
+        path = path[len(src) + 1:]
+    parts = [UP if p == ".." else p for p in path.split("/") if p not in ("", ".")]
+    return "/".join(parts) or "."
+
+
+def inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def tidy_output(out: str) -> list[str]:
+    """Make ``out`` hold regular files and directories only, before it is uploaded: a link to a
+    file inside ``out`` becomes a copy of it; other links and special files are removed.
+    Returns a note per thing removed (paths relative to ``out``)."""
+    notes = []
+    root = os.path.realpath(out)
+    for here, dirs, files in os.walk(out):
+        for name in list(dirs) + files:
+            path = os.path.join(here, name)
+            rel = os.path.relpath(path, out)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode):
+                target = os.path.realpath(path)
+                link = os.readlink(path)
+                if inside(target, root) and os.path.isfile(target):
+                    shutil.copyfile(target, path + ".ppss-copy")
+                    os.replace(path + ".ppss-copy", path)
+                    continue
+                why = ("points to nothing" if not os.path.exists(target) else
+                       "points outside $OUTPUT_DIR" if not inside(target, root) else
+                       "is a link to a directory" if os.path.isdir(target) else "not a regular file")
+                notes.append(f"{rel}: symbolic link to {link} not uploaded ({why})")
+            elif stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                continue
+            else:
+                notes.append(f"{rel}: not a regular file (fifo, socket or device); not uploaded")
+            os.remove(path)
+            if name in dirs:
+                dirs.remove(name)
+    return notes
 
 
 class CopyTransfer:
-    def __init__(self, files: Store, master: Store, spec: JobSpec, job_path: str, work_root: str) -> None:
+    def __init__(self, files: FileServer, master: FileServer, spec: JobSpec, job_path: str, work_root: str) -> None:
         self.files = files
         self.master = master
         self.spec = spec
@@ -48,7 +99,8 @@ class CopyTransfer:
 
     def paths(self, ident: str, item: bytes) -> tuple[str, str, str]:
         work = os.path.join(self.work_root, ident)
-        name = os.path.basename(os.fsdecode(item).rstrip("/")) or "item"
+        name = os.path.basename(os.fsdecode(item).rstrip("/"))
+        name = "item" if name in ("", ".", "..") else name
         return work, os.path.join(work, "in", name), os.path.join(work, "out")
 
     async def fetch(self, ident: str, item: bytes) -> tuple[str, str, str]:
@@ -65,13 +117,24 @@ class CopyTransfer:
         return work, local, out
 
     def output_target(self, item: bytes) -> str:
-        return posixpath.join(self.output_root, relative_item_path(os.fsdecode(item), self.spec.source))
+        target = posixpath.join(self.output_root, relative_item_path(os.fsdecode(item), self.spec.source))
+        root = posixpath.normpath(self.output_root)
+        if not (posixpath.normpath(target) + "/").startswith(root.rstrip("/") + "/"):  # cannot happen
+            raise TransferError(f"{L.display_item(item)}: its output would land outside {root}")
+        return target
 
-    async def upload(self, item: bytes, out: str) -> int:
-        if not any(files for _, _, files in os.walk(out)):
-            return 0
+    async def upload(self, item: bytes, out: str) -> bytes:
+        """Upload ``out``; returns notes for the item's log (what was not uploaded, and why)."""
         try:
-            return await self.master.put_tree(out, self.output_target(item))
+            notes = "".join(f"ppss: {n}\n" for n in tidy_output(out)).encode()
+        except OSError as exc:
+            raise TransferError(f"reading the output of {L.display_item(item)} failed: "
+                                f"{exc.strerror or exc}") from None
+        if not any(files for _, _, files in os.walk(out)):
+            return notes
+        try:
+            await self.master.put_tree(out, self.output_target(item))
+            return notes
         except PpssError as exc:
             raise TransferError(f"uploading the output of {L.display_item(item)} failed: {exc}") from None
         except OSError as exc:

@@ -103,6 +103,16 @@ class EditorScreen(Screen):
         self.run_worker(self.load(), exclusive=True, group="editor")
 
     def action_close(self) -> None:
-        if self.loaded and self.query_one(TextArea).text != self.saved_text:
-            self.app.notify("unsaved edits to control.yaml were dropped", severity="warning")
-        self.app.pop_screen()
+        """Close; with unsaved edits, ask first (no: keep editing)."""
+        if not (self.loaded and self.query_one(TextArea).text != self.saved_text):
+            self.app.pop_screen()
+            return
+
+        def answered(drop: bool | None) -> None:
+            if drop:
+                self.app.pop_screen()
+                self.app.notify("unsaved edits to control.yaml were dropped", severity="warning")
+        from .confirm import ConfirmScreen
+        self.app.push_screen(ConfirmScreen("control.yaml has unsaved edits.\n\nDrop them and close? "
+                                           "(ctrl+s saves them instead)", yes="Drop edits", no="Keep editing"),
+                             answered)

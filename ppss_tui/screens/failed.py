@@ -1,5 +1,5 @@
-"""Failed items, grouped: same exit code and same output tail (with the item's own text
-replaced by $ITEM) make one row, with the nodes folded like ``node[1-3,7]``."""
+"""Failed items, grouped: same exit code and same output tail (with the item's own path and
+name masked) make one row, with the nodes folded like ``node[1-3,7]``; ``r`` retries a group."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from worker.errors import PpssError
 
-from ..fold import FailureGroup, group_failures
+from ..failgroups import FailureGroup, group_failures, tail_end
 from .log import LogScreen
 
 SHOWN_ITEMS = 15
@@ -21,6 +21,7 @@ SHOWN_ITEMS = 15
 class FailedScreen(Screen):
     BINDINGS = [Binding("escape,q", "app.pop_screen", "Back", id="failed_back"),
                 Binding("l", "log", "Log of first item", id="failed_log"),
+                Binding("r", "retry", "Retry group", id="failed_retry"),
                 Binding("g", "reload", "Reload", id="failed_reload")]
 
     def __init__(self, access) -> None:
@@ -38,8 +39,8 @@ class FailedScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for key, label in (("count", "Items"), ("exit", "Exit"), ("nodes", "Nodes"),
-                           ("first", "First item"), ("output", "Last output line")):
+        for key, label in (("count", "Items"), ("exit", "Exit"), ("output", "Last output line (end)"),
+                           ("nodes", "Nodes"), ("first", "First item")):
             table.add_column(label, key=key)
         self.action_reload()
 
@@ -64,9 +65,8 @@ class FailedScreen(Screen):
         table = self.query_one(DataTable)
         table.clear()
         for n, g in enumerate(self.groups):
-            last = g.tail.splitlines()[-1] if g.tail else ""
-            table.add_row(Text(str(g.count), justify="right"), Text(str(g.exit), "bold red"), g.nodes,
-                          g.first_item[:40], last[:60], key=str(n))
+            table.add_row(Text(str(g.count), justify="right"), Text(str(g.exit), "bold red"),
+                          tail_end(g.last_line, 48), tail_end(g.nodes, 24), tail_end(g.first_item, 40), key=str(n))
         self.show_detail(0)
         table.focus()
 
@@ -106,3 +106,19 @@ class FailedScreen(Screen):
         ident = g.ids[0]
         self.app.push_screen(LogScreen(f"log of {g.first_item}  (id {ident})",
                                        lambda: self.access.item_log(ident)))
+
+    def action_retry(self) -> None:
+        g = self.selected()
+        if g is None:
+            self.app.bell()
+            return
+
+        async def run() -> None:
+            try:
+                n = await self.access.retry(g.ids)
+            except PpssError as exc:
+                self.notify(str(exc), severity="error", timeout=10)
+                return
+            self.notify(f"{n} item{'s' * (n != 1)} queued again")
+            self.action_reload()
+        self.run_worker(run(), group="retry")

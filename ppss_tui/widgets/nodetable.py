@@ -1,77 +1,94 @@
-"""The node table (rows keyed by node name, updated cell by cell) and the selected node's detail."""
+"""The node table (rows keyed by node name, only changed rows repainted) and the selected node's detail.
+
+Columns by priority: Node (pinned when scrolling right), State, Slots, Done, Failed and Rate
+always; Connection, Heartbeat, Load, Mem free, Current item and Host as the width allows.
+The rows shown and their order come from ``nodeview.View`` (filter, sort, problems first).
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
+from textual.geometry import Region
 from textual.widgets import DataTable, Static
 
 from .. import format as F
-from ..snapshot import UP, JobSnapshot, NodeRow
+from ..nodeview import View
+from ..snapshot import UP, NodeRow
 
-# (key, label, width): None = sized from the rows when they are added (name and host never change).
-# Fixed widths let a refresh update cells without re-measuring whole columns (200 rows).
-COLUMNS = (("name", "Node", None), ("host", "Host", None), ("conn", "Connection", 26),
-           ("state", "State", 9), ("slots", "Slots", 9), ("done", "Done", 9), ("failed", "Failed", 7),
-           ("rate", "Rate", 7), ("beat", "Heartbeat", 11), ("load", "Load", 14), ("mem", "Mem free", 14),
-           ("current", "Current item", 26))
+# (key, label, width): None = sized from the rows when they are added. In priority order: the
+# first six always; the others while they fit. Fixed widths let a refresh update cells
+# without re-measuring whole columns.
+COLUMNS = (("name", "Node", None), ("state", "State", 9), ("slots", "Slots", 8), ("done", "Done", 8),
+           ("failed", "Failed", 6), ("rate", "Rate", 7), ("conn", "Connection", 16),
+           ("beat", "Heartbeat", 9), ("load", "Load", 14), ("mem", "Mem free", 14),
+           ("current", "Current item", 26), ("host", "Host", None))
+ALWAYS = 6
+ROWS_PER_PAINT = 10   # changed rows on screen repainted per frame: keys are answered between frames
+CELL_PAD = 2          # DataTable's cell_padding on both sides
+SCROLLBAR = 2
 
 
-def row_cells(row: NodeRow) -> tuple:
-    conn_text = F.conn(row)
-    if len(conn_text) > 26:
-        conn_text = conn_text[:25] + "…"
-    return (
-        Text(row.name, "bold"),
-        Text(row.host, "dim"),
-        Text(conn_text, F.CONN_STYLE.get(row.conn, "")),
-        Text(row.state, F.STATE_STYLE.get(row.state, "")),
-        F.slots(row),
-        Text(F.count(row.done), justify="right"),
-        Text(F.count(row.failed), "red" if row.failed else "", justify="right"),
-        Text(F.rate(row.rate), justify="right"),
-        F.age(row.heartbeat_age).replace(" ago", ""),
-        F.load(row.load),
-        F.memory(row.mem_free, row.mem_total),
-        F.current(row, 26),
-    )
+def row_cells(row: NodeRow) -> dict[str, object]:
+    conn_text = row.conn  # the fingerprint offered is in the detail below the table
+    if len(conn_text) > 16:
+        conn_text = conn_text[:15] + "…"
+    return {
+        "name": Text(row.name, "bold red" if row.problem else "bold"),
+        "state": Text(row.state, F.STATE_STYLE.get(row.state, "")),
+        "slots": Text(F.slots(row)),
+        "done": Text(F.count(row.done), justify="right"),
+        "failed": Text(F.count(row.failed), "red" if row.failed else "", justify="right"),
+        "rate": Text(F.rate(row.rate), justify="right"),
+        "conn": Text(conn_text, F.CONN_STYLE.get(row.conn, "")),
+        "beat": Text(F.short_age(row.heartbeat_age)),
+        "load": Text(F.load(row.load)),
+        "mem": Text(F.memory(row.mem_free, row.mem_total)),
+        "current": Text(F.current(row, 26)),   # Text, never markup: item names are data
+        "host": Text(row.host, "dim"),
+    }
+
+
+def columns_for(width: int, name_width: int, host_width: int) -> tuple[str, ...]:
+    """The column keys that fit ``width`` cells, by priority (the first ALWAYS whatever the width)."""
+    keys: list[str] = []
+    used = SCROLLBAR
+    for n, (key, _, w) in enumerate(COLUMNS):
+        cost = (w if w is not None else (name_width if key == "name" else host_width)) + CELL_PAD
+        if n >= ALWAYS and used + cost > width:
+            break
+        keys.append(key)
+        used += cost
+    return tuple(keys)
 
 
 class NodeTable(DataTable):
-    """One row per node; a refresh only touches the cells that changed."""
+    """One row per shown node; a refresh repaints only the rows whose cells changed."""
+
+    _batch = False
 
     def __init__(self, **kw) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kw)
-        self._shown: dict[str, tuple] = {}
-        self.cell_updates = 0
-        self._cells_cache: dict[tuple, object] = {}
+        super().__init__(cursor_type="row", zebra_stripes=True, fixed_columns=1, **kw)
+        self.view = View()
+        self.rows_shown: list[NodeRow] = []
+        self._order: list[str] = []
+        self._cells: dict[str, dict[str, object]] = {}
+        self._pending: dict[str, tuple[int, NodeRow]] = {}   # changed while off screen
+        self._keys: tuple[str, ...] = ()
+        self.rows_repainted = 0     # rows repainted by refreshes (bench/console_scale.py)
+        self.lines_rendered = 0     # lines Textual asked this widget to render
+        self.rebuilds = 0
 
-    def _render_cell(self, row_index, column_index, base_style, width, cursor=False, hover=False):
-        """DataTable keys its cell cache on a table-wide update counter, so one changed cell
-        re-renders every visible cell. Cache on the cell's own value instead: a refresh that
-        changes a few cells of 200 rows renders only those. (Relies on DataTable internals;
-        falls back to the stock path if they change.)"""
-        try:
-            row_key = self._row_locations.get_key(row_index) if row_index >= 0 else None
-            column_key = self._column_locations.get_key(column_index) if column_index >= 0 else None
-            value = self._data[row_key][column_key] if row_key is not None and column_key is not None else None
-        except (AttributeError, KeyError, TypeError):
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        key = (row_key, column_key, row_index, id(value), base_style, width, cursor, hover,
-               self._show_hover_cursor, self._pseudo_class_state)
-        hit = self._cells_cache.get(key)
-        if hit is None or hit[0] is not value:
-            if len(self._cells_cache) > 20_000:
-                self._cells_cache.clear()
-            hit = (value, super()._render_cell(row_index, column_index, base_style, width, cursor, hover))
-            self._cells_cache[key] = hit
-        return hit[1]
+    # ---- repaint accounting: update_cell() refreshes the whole widget; batch it per row ------
+    def refresh(self, *regions, repaint: bool = True, layout: bool = False, recompose: bool = False):
+        if self._batch and not regions and not layout and not recompose:
+            return self
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
+    def render_line(self, y: int):
+        self.lines_rendered += 1
+        return super().render_line(y)
 
+    # ---- what is shown ------------------------------------------------------------------------
     @property
     def selected(self) -> str | None:
         if not self.row_count:
@@ -81,22 +98,99 @@ class NodeTable(DataTable):
         except Exception:  # noqa: BLE001 - no row under the cursor
             return None
 
-    def show(self, snap: JobSnapshot) -> None:
-        wanted = {n.name for n in snap.nodes}
-        for gone in [k for k in self._shown if k not in wanted]:
-            self.remove_row(gone)
-            del self._shown[gone]
-        for row in snap.nodes:
-            cells = row_cells(row)
-            old = self._shown.get(row.name)
-            if old is None:
-                self.add_row(*cells, key=row.name)
-            elif old != cells:
-                for (key, _, _), new, before in zip(COLUMNS, cells, old):
-                    if new != before:
-                        self.update_cell(row.name, key, new)
-                        self.cell_updates += 1
-            self._shown[row.name] = cells
+    def on_resize(self) -> None:
+        self.rebuild()
+
+    def _fit(self) -> tuple[str, ...]:
+        name_w = max([4, *(len(r.name) for r in self.rows_shown)])
+        host_w = max([4, *(len(r.host) for r in self.rows_shown)])
+        return columns_for(self.size.width or 80, name_w, host_w)
+
+    def show(self, rows: list[NodeRow], force: bool = False) -> None:
+        """Show these rows in this order. With the order unchanged, a changed row on screen is
+        updated and repainted now; one off screen is only marked, and updated when drawn."""
+        old_rows = {r.name: r for r in self.rows_shown}
+        self.rows_shown = rows
+        order = [r.name for r in rows]
+        if force or order != self._order or self._fit() != self._keys:
+            self._pending.clear()
+            self._cells = {r.name: row_cells(r) for r in rows}
+            self.rebuild()
+            return
+        for index, row in enumerate(rows):
+            if old_rows.get(row.name) != row or row.name in self._pending:
+                self._pending[row.name] = (index, row)
+        self._flush_visible()
+
+    def _flush_visible(self) -> None:
+        """Update and repaint up to ROWS_PER_PAINT changed rows on screen; the rest next frame."""
+        first, last = self._visible_rows()
+        todo = [(index, row) for index, row in self._pending.values() if first <= index < last]
+        for index, row in todo[:ROWS_PER_PAINT]:
+            self._update_row(index, row)
+        if len(todo) > ROWS_PER_PAINT:
+            self.set_timer(0.001, self._flush_visible)
+
+    def _visible_rows(self, top: int = 0, height: int | None = None) -> tuple[int, int]:
+        """Indexes [first, last) of the rows within lines [top, top+height) of the widget."""
+        header = self.header_height if self.show_header else 0
+        height = self.size.height if height is None else height
+        first = max(0, round(self.scroll_y) + top - header)
+        return first, first + height + 1
+
+    def _update_row(self, index: int, row: NodeRow, repaint: bool = True) -> None:
+        self._pending.pop(row.name, None)
+        old, new = self._cells.get(row.name), row_cells(row)
+        if old == new:
+            return
+        self._batch = True
+        try:
+            for key in self._keys:
+                if old is None or old[key] != new[key]:
+                    self.update_cell(row.name, key, new[key])
+        finally:
+            self._batch = False
+        self._cells[row.name] = new
+        if repaint:
+            self._repaint_row(index)
+
+    def render_lines(self, crop):
+        """Bring the rows about to be drawn up to date first (rows changed while off screen)."""
+        if self._pending:
+            first, last = self._visible_rows(crop.y, crop.height)
+            for name, (index, row) in list(self._pending.items()):
+                if first <= index < last:
+                    self._update_row(index, row, repaint=False)  # being drawn now
+        return super().render_lines(crop)
+
+    def _repaint_row(self, index: int) -> None:
+        """Repaint one row if it is on screen (rows are one line; an off-screen row is drawn
+        from its new cells when scrolled to). DataTable.refresh_row is O(rows) per call."""
+        y = index + (self.header_height if self.show_header else 0) - round(self.scroll_y)
+        if self.show_header and y < self.header_height or y >= self.size.height:
+            return
+        self.refresh(Region(0, y, self.size.width, 1))
+        self.rows_repainted += 1
+
+    def rebuild(self) -> None:
+        """Columns that fit, rows in order; the cursor stays on the selected node."""
+        selected = self.selected
+        keys = self._fit()
+        self.rebuilds += 1
+        self.clear(columns=keys != self._keys)
+        if keys != self._keys:
+            for key, label, width in COLUMNS:
+                if key in keys:
+                    self.add_column(label, key=key, width=width)
+            self._keys = keys
+        self._order = [r.name for r in self.rows_shown]
+        for name in self._order:
+            cells = self._cells.get(name)
+            if cells is not None:
+                self.add_row(*(cells[k] for k in keys), key=name)
+        self.rows_repainted += len(self._order)
+        if selected in self._order:
+            self.move_cursor(row=self._order.index(selected), animate=False)
 
 
 class NodeDetail(Static):
@@ -116,8 +210,11 @@ class NodeDetail(Static):
             text.append(f"\nfingerprint offered: {row.fingerprint}", "bold")
         if row.error:
             text.append(f"\nworker error: {row.error}", "bold red")
-        if row.control_slots is not None:
-            text.append(f"\ncontrol.yaml sets {row.control_slots} slots", "dim")
+        if row.slots_target is not None:
+            text.append(f"\ncontrol.yaml sets {F.plural(row.slots_target, 'slot')}", "dim")
+        if row.reported and row.slots_used > row.slots:
+            text.append(f"\n{row.slots_used} running on {F.plural(row.slots, 'slot')}: "
+                        f"{row.slots_used - row.slots} finish before new ones start", "yellow")
         for r in row.running:
             text.append(f"\n slot {r.slot}  ", "dim")
             text.append(f"{F.age(max(0.0, now - r.started)).replace(' ago', ''):>12}  ", "cyan")

@@ -1,0 +1,194 @@
+"""The real Worker in this process, over LocalStore, on a fake clock: the rules for the end of
+the job, taking over a lost node, the claim-ahead bound and control.yaml, without subprocess
+workers or sshd (those stay in test_engine_*.py and test_fault_tolerance.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ppss_helpers import Job, assert_exactly_once, items_n
+from worker import layout as L
+from worker.claims import Candidate, Claims
+from worker.clock import FakeClock
+from worker.engine import Worker
+from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, EXIT_STOPPED
+from worker.jobops import set_state
+from worker.jobstatus import NodeStatus, read_spec
+from worker.store import Fault, FaultyStore, LocalStore, StoreError
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Node:
+    """One in-process worker and what it logged."""
+
+    def __init__(self, root: str, spec, name: str, slots: int = 2, clock: FakeClock | None = None) -> None:
+        self.store = LocalStore(root)
+        self.lines: list[str] = []
+        self.clock = clock or FakeClock()
+        self.worker = Worker(self.store, spec, name, slots, log=self.lines.append, job_path=root, clock=self.clock)
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> "Node":
+        self.task = asyncio.create_task(self.worker.run())
+        return self
+
+    async def result(self, timeout: float = 30) -> int:
+        try:
+            return await asyncio.wait_for(self.task, timeout)
+        finally:
+            await self.store.close()
+
+    def logged(self, fragment: str) -> list[str]:
+        return [line for line in self.lines if fragment in line]
+
+
+async def make_job(tmp_path, items: list[bytes], command: str = "true", **kw):
+    store = await Job(tmp_path / "job").init_here(items, command, **kw)
+    return store.root, store, await read_spec(store)
+
+
+async def until(pred, what: str, timeout: float = 20) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_two_workers_end_the_job_together(tmp_path) -> None:
+    items = items_n(120)
+    root, _, spec = await make_job(tmp_path, items, chunk_size=16)
+    a, b = Node(root, spec, "a").start(), Node(root, spec, "b").start()
+    assert await a.result() == EXIT_OK and await b.result() == EXIT_OK
+    assert_exactly_once(Job(root), items, recount=False)
+    # the end was decided on the counters (no item left behind to claim)
+    assert not a.logged("items left behind") and not b.logged("items left behind")
+    for node in (a, b):
+        status = NodeStatus.from_json((tmp_path / "job" / L.status_path(node.worker.st.node)).read_bytes())
+        assert status.state == "finished" and status.draining
+
+
+async def test_a_failed_item_ends_the_job_with_status_1(tmp_path) -> None:
+    items = [b"ok1", b"bad", b"ok2"]
+    root, _, spec = await make_job(tmp_path, items, command='test "$ITEM" != bad')
+    node = Node(root, spec, "a").start()
+    assert await node.result() == EXIT_ITEMS_FAILED
+    assert_exactly_once(Job(root), items, failed={b"bad": 1}, recount=False)
+    assert node.worker.st.counters.failed == 1
+
+
+async def ghost_holding(store, spec, items: list[bytes], clock: FakeClock) -> list[str]:
+    """A node "ghost" that claimed ``items`` and wrote its status file, then went silent."""
+    token = L.owner_token("ghost", "dead0001")
+    won = await Claims(store, token).claim([Candidate(L.item_id(i), i) for i in items])
+    assert len(won) == len(items)
+    status = NodeStatus(name="ghost", state="running", host="elsewhere", pid=1, run_id="dead0001", slots=1,
+                        claims=tuple((c.lock, L.item_to_json(c.item)) for c in won),
+                        started=clock.wall(), updated=clock.wall())
+    await store.write_atomic(L.status_path("ghost"), status.to_json())
+    return [c.lock for c in won]
+
+
+async def test_a_lost_nodes_items_are_taken_over_after_the_lease(tmp_path) -> None:
+    items = items_n(6)
+    root, store, spec = await make_job(tmp_path, items, lease=30.0)
+    clock = FakeClock()
+    await ghost_holding(store, spec, items[:2], clock)
+    node = Node(root, spec, "a", clock=clock).start()
+    # It runs the 4 free items, then waits: the ghost is busy, and not yet silent for a lease.
+    await until(lambda: node.worker.st.counters.done == 4 and node.worker.st.draining, "the free items")
+    await asyncio.sleep(1.5)  # a lost-node watch and several end checks go by
+    assert node.worker.st.counters.done == 4 and not node.task.done()
+    clock.advance(31)  # the ghost's status file is now older than the lease
+    assert await node.result() == EXIT_OK
+    assert_exactly_once(Job(root), items, recount=False)
+    taken = node.logged("took over 2 of its items") + node.logged("took 2 items left behind")
+    assert len(taken) == 1, node.lines
+
+
+async def test_take_over_puts_the_lost_claims_first_once(tmp_path) -> None:
+    items = items_n(4)
+    root, store, spec = await make_job(tmp_path, items, lease=30.0)
+    clock = FakeClock()
+    locks = await ghost_holding(store, spec, items[:3], clock)
+    node = Node(root, spec, "a", clock=clock)
+    leases = node.worker.leases
+    mine = (await Claims(node.store, node.worker.st.token).claim([Candidate(L.item_id(items[3]), items[3])]))[0]
+    node.worker.st.queue.append(mine)
+    assert await leases.take_over_lost() == 0  # not silent long enough
+    clock.advance(31)
+    assert await leases.take_over_lost() == 3
+    queued = [c.lock for c in node.worker.st.queue]
+    assert sorted(queued[:3]) == sorted(locks) and queued[3] == mine.lock  # run before our own
+    assert await leases.take_over_lost() == 0  # the same silence is handled once
+    assert all((tmp_path / "job" / L.lock_path(lock) / node.worker.st.token).is_dir() for lock in locks)
+    await node.store.close()
+
+
+async def test_claim_ahead_stays_within_three_times_the_slots_plus_four(tmp_path) -> None:
+    slots = 2
+    items = items_n(200)
+    root, _, spec = await make_job(tmp_path, items)
+    node = Node(root, spec, "a", slots=slots)
+    st, sweeper = node.worker.st, node.worker.claimer.sweeper
+    held: list[int] = []  # what the node holds (running + claimed ahead) once a batch is won
+    sweep = sweeper.next
+
+    async def counted(want):
+        candidates = await sweep(want)
+        assert len(candidates) <= want
+        if candidates:
+            held.append(len(st.queue) + len(st.running) + want)
+        return candidates
+    sweeper.next = counted
+    node.start()
+    assert await node.result() == EXIT_OK
+    # No rate known yet: the slots plus one. The clock stands still, so once two items ended
+    # the rate is "infinite" and the claimer holds its maximum: 3 x slots + 4.
+    assert held[0] == slots + 1
+    assert max(held) == 3 * slots + 4
+    assert_exactly_once(Job(root), items, recount=False)
+
+
+async def test_control_pause_releases_claims_and_stop_ends_the_worker(tmp_path) -> None:
+    items = items_n(40)
+    root, store, spec = await make_job(tmp_path, items, command='sleep 0.05; : "$ITEM"')
+    node = Node(root, spec, "a", slots=2).start()
+    st = node.worker.st
+    await until(lambda: st.counters.done >= 4, "a few items")
+    await set_state(store, "paused")
+    await until(lambda: not st.running and not st.queue, "the pause to take effect")
+    done = st.counters.done
+    await asyncio.sleep(0.8)  # paused: nothing starts, nothing is held
+    assert st.counters.done == done and not st.running and not st.queue
+    assert node.logged("control: paused, 2 slots")
+    await set_state(store, "stopped")
+    assert await node.result() == EXIT_STOPPED
+    assert st.reported_state() == "stopped"
+    assert len(Job(root).records()[0]) == done < len(items)
+    assert not list((tmp_path / "job" / L.LOCKS_DIR).rglob("*@*"))  # every claim given back
+
+
+async def test_a_full_disk_on_the_master_stops_the_worker_and_a_restart_finishes(tmp_path) -> None:
+    """FaultyStore: ENOSPC when writing the last item's log (one slot: nothing else runs then).
+    The worker ends with that one-line error (ppss-worker's exit status 4); restarted, it finds
+    the item recorded (the fence comes before the log) and ends the job."""
+    items = items_n(5)
+    root, store, spec = await make_job(tmp_path, items, command='echo "$ITEM"')
+    node = Node(root, spec, "a", slots=1)
+    faulty = FaultyStore(node.store, [Fault("nospace", at=len(items), op="write", path="logs/*")])
+    node.worker = Worker(faulty, spec, "a", 1, log=node.lines.append, job_path=root, clock=node.clock)
+    node.start()
+    with pytest.raises(StoreError, match=r"/logs/.*: No space left on device$") as err:
+        await node.result()
+    assert err.value.exit_code == 4 and len(faulty.log) == 1
+    job = Job(root)
+    done_first = set(job.records()[0])
+    assert len(done_first) == len(items)
+    again = Node(root, spec, "a").start()
+    assert await again.result() == EXIT_OK
+    # a worker stopped by an error does not flush its job log: those lines are lost
+    assert_exactly_once(job, items, joblog_may_miss=done_first, recount=False)

@@ -1,0 +1,123 @@
+"""The store package: one error mapping, `async with`, the FaultyStore wrapper, asyncssh internals."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import inspect
+import socket
+
+import asyncssh
+import pytest
+
+from worker.errors import ConnectError
+from worker.sshconn import is_retryable
+from worker.store import Fault, FaultyStore, FileServer, LocalStore, SftpStore, Store, StoreError, mapped_errors
+
+
+@pytest.fixture
+def store(tmp_path):
+    return LocalStore(str(tmp_path))
+
+
+def test_os_and_sftp_errors_map_to_one_line_store_errors() -> None:
+    with pytest.raises(StoreError, match=r"^job/x: No space left on device$"):
+        with mapped_errors("job/x"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(StoreError, match=r"^job/y: denied$"):
+        with mapped_errors("job/y"):
+            raise asyncssh.SFTPPermissionDenied("denied")
+    with pytest.raises(asyncssh.SFTPConnectionLost):  # a lost connection is the SFTP store's to handle
+        with mapped_errors("job/z"):
+            raise asyncssh.SFTPConnectionLost("gone")
+
+
+async def test_local_store_reports_what_and_where(store, tmp_path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(StoreError, match=rf"^{tmp_path}/file/sub: Not a directory$"):
+        await store.write("file/sub", b"y")
+    assert await store.read("missing") is None
+    assert await store.mkdir("d") and not await store.mkdir("d")
+    assert await store.rename("d", "e") and not await store.rename("d", "f")
+
+
+async def test_store_is_an_async_context_manager(store) -> None:
+    async with store as s:
+        await s.append("log", b"a")
+        assert store._append_fds
+    assert not store._append_fds  # closed on the way out
+
+
+def test_store_kinds_implement_the_interfaces() -> None:
+    for kind in (LocalStore, SftpStore, FaultyStore):
+        assert issubclass(kind, Store) and not inspect.isabstract(kind)
+        assert issubclass(kind, FileServer)
+    with pytest.raises(TypeError):
+        Store()  # the interface alone cannot be used
+
+
+async def test_faulty_store_injects_enospc_at_the_nth_matching_write(store) -> None:
+    faulty = FaultyStore(store, [Fault("nospace", at=2, op="write", path="logs/*")])
+    await store.mkdir("logs")
+    await faulty.write("other", b"")  # not matching: passes, not counted
+    await faulty.write("logs/a", b"1")
+    with pytest.raises(StoreError, match=r"logs/b: No space left on device"):
+        await faulty.write("logs/b", b"2")
+    await faulty.write("logs/c", b"3")  # count=1: only the second one
+    assert faulty.log == [("nospace", "write", "logs/b")]
+    assert await store.read("logs/b") is None and await store.read("logs/c") == b"3"
+
+
+async def test_faulty_store_denied_and_lost(store) -> None:
+    faulty = FaultyStore(store, [Fault("denied", op="mkdir", count=0), Fault("lost", at=3, op="stat")])
+    for _ in range(3):  # count=0: from the first on, every time
+        with pytest.raises(StoreError, match="Permission denied"):
+            await faulty.mkdir("d")
+    await faulty.stat("x")
+    await faulty.stat("x")
+    with pytest.raises(ConnectError, match="connection to the master lost"):
+        await faulty.stat("x")
+    # atomic writes go through the wrapped primitives too
+    faulty.faults = [Fault("nospace", op="replace")]
+    with pytest.raises(StoreError):
+        await faulty.write_atomic("f", b"x")
+    assert await store.listdir("") == []  # the temporary file was removed
+
+
+def test_fault_rejects_unknown_kinds_and_ops() -> None:
+    with pytest.raises(ValueError, match="fault kind"):
+        Fault("flood")
+    with pytest.raises(ValueError, match="fault op"):
+        Fault("lost", op="chmod")
+
+
+def test_connect_errors_are_retryable_or_fatal_by_class() -> None:
+    assert not is_retryable(asyncssh.HostKeyNotVerifiable("changed"))
+    assert not is_retryable(asyncssh.PermissionDenied("no"))
+    assert not is_retryable(socket.gaierror(socket.EAI_NONAME, "unknown"))
+    assert is_retryable(ConnectionRefusedError(errno.ECONNREFUSED, "refused"))
+    assert is_retryable(asyncio.TimeoutError())
+    assert is_retryable(asyncssh.DisconnectError(asyncssh.DISC_TOO_MANY_CONNECTIONS, "too many"))
+    assert not is_retryable(ValueError("a bug, not a network problem"))
+
+
+def test_sftp_request_coalescing_rests_on_this_asyncssh() -> None:
+    """The SFTP store's coalescing writer replaces asyncssh's private ``_handler._writer``
+    (pyproject.toml bounds asyncssh below 2.25): fail loudly when the internal moves."""
+    assert "self._writer.write(" in inspect.getsource(asyncssh.sftp.SFTPHandler.send_packet)
+    assert "self._writer" in inspect.getsource(asyncssh.sftp.SFTPHandler.__init__)
+    assert "_handler" in inspect.getsource(asyncssh.sftp.SFTPClient.__init__)
+
+
+async def test_sftp_store_coalesces_requests_against_a_real_sshd(ssh_cluster, tmp_path) -> None:
+    from worker.address import parse_address
+    from worker.store import open_store
+
+    address = parse_address(ssh_cluster.master.url(str(tmp_path)))
+    async with await open_store(address, str(ssh_cluster.identity), str(ssh_cluster.known_hosts)) as store:
+        assert store.coalesced  # the private writer was found and replaced
+        assert all(await asyncio.gather(*(store.mkdir(f"d{i}") for i in range(20))))
+        await store.write("f", b"x" * 100_000)
+        assert await store.read("f") == b"x" * 100_000
+        with pytest.raises(StoreError, match=r"/missing/f: No such file"):
+            await store.write("missing/f", b"")

@@ -1,0 +1,128 @@
+"""The end of the job: when nothing is left to claim, is every item finished?
+
+First the nodes' counters (they never over-count: a commit is counted once, by the node whose
+fence succeeded); when they fall short and no other live node is busy, a scan of the job
+directory (``reconcile.scan``) decides, and the items nobody will finish (held by a lost run,
+orphaned locks, never claimed) are claimed here, a bounded number per check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from typing import Callable
+
+from . import layout as L
+from .claims import Candidate, Claim, Claims
+from .heartbeat import HEARTBEAT, Heartbeat
+from .jobstatus import FINAL_STATES, NodeStatus, read_nodes
+from .leases import Leases
+from .nodestate import NodeState
+from .reconcile import ScanResult, scan
+
+END_CHECK = 0.2  # how often a worker with nothing left to claim looks at the others' counters,
+END_CHECK_FAST_FOR = 10.0  # during the first seconds of waiting,
+END_CHECK_SLOW = 1.0  # and after that
+END_CLAIMS = 256  # items left behind that one end-of-job check claims at most
+CLAIM_BATCH = 64
+
+
+class EndOfJob:
+    def __init__(self, st: NodeState, claims: Claims, leases: Leases, heartbeat: Heartbeat,
+                 target_queue: Callable[[], int]) -> None:
+        self.st, self.claims, self.leases, self.heartbeat = st, claims, leases, heartbeat
+        self.target_queue = target_queue
+        self.draining_since = 0.0
+        self.last_scan: ScanResult | None = None
+        self.last_recovery = 0.0
+        self.last_full_scan = st.clock.monotonic()  # while others are busy: a full check per lease
+
+    async def nothing_to_claim(self) -> bool:
+        """Called when the sweeper found nothing: wait a little; True once the job is finished."""
+        st, clock = self.st, self.st.clock
+        if st.spec.watch:
+            # A watched job ends only when stopped; meanwhile recover what lost nodes left.
+            if clock.monotonic() - self.last_recovery > max(END_CHECK, st.spec.lease / 2):
+                self.last_recovery = clock.monotonic()
+                await self.check()
+            await st.wait_kick(HEARTBEAT)
+            return False
+        # Nothing left to claim: finished once every item has a final record.
+        if st.running or st.queue or st.commit_tasks():
+            await st.wait_kick(HEARTBEAT)
+            return False
+        if not st.draining:
+            st.draining = True
+            self.draining_since = clock.monotonic()
+            await self.heartbeat.write()  # our final counters, for the others' end check
+        if await self.check():
+            return True
+        # Look often while the others are finishing their last items, then less.
+        waited = clock.monotonic() - self.draining_since
+        await asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW)
+        return False
+
+    async def check(self) -> bool:
+        """Is every item finished? If not, take what nobody will finish (lost, orphaned, dropped)."""
+        st = self.st
+        nodes = await read_nodes(st.store, self.heartbeat.master_now())
+        others = [n for n in nodes if n.name != st.node]
+        done = st.counters.done + sum(n.done for n in others)
+        failed = st.counters.failed + sum(n.failed for n in others)
+        if not st.spec.watch and done + failed >= st.spec.total:
+            st.counters.job_failed = failed
+            return True  # the counters add up: no listing needed
+        # Others still sweeping or holding items may finish everything: wait for them (a full
+        # check per lease at most), unless they too have nothing left to do.
+        busy = any((n.held_locks() or not n.draining) and n.state not in FINAL_STATES
+                   for n in others if not n.is_lost(st.spec.lease))
+        if busy and st.clock.monotonic() - self.last_full_scan < st.spec.lease:
+            return False  # others are finishing their items; lost ones are taken by Leases.loop
+        self.last_full_scan = st.clock.monotonic()
+        if os.environ.get("PPSS_DEBUG"):
+            st.log(f"end check: counters {done}+{failed} of {st.spec.total}, busy={busy}; scanning")
+        result, full = await self.scan(nodes)
+        if full and result.complete:
+            await self.finish(result)
+            return True
+        await self.take_left_behind(result)
+        return False
+
+    async def scan(self, nodes: list[NodeStatus]) -> tuple[ScanResult, bool]:
+        """Scan what the last scan left unresolved (or everything); True if it was a full scan."""
+        st = self.st
+        live = self.leases.live_tokens(nodes)
+        only = self.last_scan.unresolved if self.last_scan and not self.last_scan.complete else None
+        result = await scan(st.store, st.spec, live, self.heartbeat.master_now(), only=only)
+        if only is not None and not result.unresolved and not result.queued:
+            # Everything we were waiting on is resolved: confirm with a full check.
+            only = None
+            result = await scan(st.store, st.spec, live, self.heartbeat.master_now())
+        self.last_scan = result
+        return result, only is None
+
+    async def finish(self, result: ScanResult) -> None:
+        st = self.st
+        st.counters.job_failed = result.failed
+        # The nodes' counters fell short (a node crashed just after a commit): keep the
+        # exact figures where `status` finds them.
+        await st.store.write_atomic(L.RECOUNT_FILE, json.dumps(
+            {"done": result.done, "failed": result.failed, "node": st.node}).encode())
+
+    async def take_left_behind(self, result: ScanResult) -> None:
+        st = self.st
+        ahead: list[Claim] = await self.leases.take_back(result.stale) if result.stale else []
+        graves = await asyncio.gather(*(st.store.rename(L.lock_path(lock),
+                                                        f"{L.GRAVE_DIR}/{lock}.{secrets.token_hex(3)}")
+                                        for lock, _ in result.orphans))
+        cands = [Candidate(lock, item) for (lock, item), ok in zip(result.orphans, graves) if ok]
+        # A bounded number at a time: the next check takes more.
+        cands = (cands + result.unclaimed)[:max(END_CLAIMS, self.target_queue())]
+        for i in range(0, len(cands), CLAIM_BATCH):
+            ahead += await self.claims.claim(cands[i:i + CLAIM_BATCH])
+        if ahead:
+            st.log(f"end of job check: took {len(ahead)} items left behind")
+            st.queue.extend(ahead)
+            st.kick()

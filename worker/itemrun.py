@@ -1,0 +1,183 @@
+"""An item's life on this node: start it in a free slot, run it (fetching and uploading its
+files in copy mode), then record the result.
+
+The result is committed after the slot is freed, so a slot never waits on the network. The
+order of a commit: the next attempt's retry entry (if it will be retried), the fence (rename
+of our token: done record, or the attempt's failed mark), the job-log line, then the item's
+log and failed record. A fence that fails means another node took the item over: the result
+is discarded, logged as ``lost_lease``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import replace
+from typing import Callable
+
+from . import layout as L
+from .claims import Claim, Claims, record, record_bytes
+from .heartbeat import Heartbeat
+from .joblog import JobLog
+from .nodestate import NodeState, Running
+from .runner import ItemProcess, Result
+from .store import StoreError
+from .transfer import CopyTransfer, TransferError
+
+LOG_TAIL = 4096
+TRANSFER_FAILED = 254  # the exit status recorded when fetching or uploading an item failed
+
+
+class ItemRunner:
+    def __init__(self, st: NodeState, claims: Claims, heartbeat: Heartbeat, joblog: JobLog,
+                 transfer: CopyTransfer | None, job_path: str, on_finished: Callable[[], None]) -> None:
+        self.st, self.claims, self.heartbeat, self.joblog = st, claims, heartbeat, joblog
+        self.transfer = transfer
+        self.job_path = job_path
+        self.on_finished = on_finished
+        self.base_env = dict(os.environb) if hasattr(os, "environb") else {}
+
+    def free_slot(self) -> int:
+        used = {r.slot for r in self.st.running.values()}
+        slot = 1
+        while slot in used:
+            slot += 1
+        return slot
+
+    def item_env(self, claim: Claim, slot: int, item: bytes, out: str) -> dict:
+        env = dict(self.base_env)
+        env.update({b"ITEM": item, b"ITEM_ID": claim.ident.encode(),
+                    b"PPSS_NODE": self.st.node.encode(), b"PPSS_SLOT": str(slot).encode(),
+                    b"PPSS_ATTEMPT": str(claim.attempt).encode(), b"OUTPUT_DIR": os.fsencode(out),
+                    b"PPSS_JOB": os.fsencode(self.job_path)})
+        return env
+
+    def start(self, claim: Claim) -> None:
+        st = self.st
+        slot = self.free_slot()
+        out = os.path.join(self.job_path, L.output_path(claim.ident))
+        proc = ItemProcess(st.spec.command, self.item_env(claim, slot, claim.item, out), timeout=st.spec.timeout)
+        st.running[claim.lock] = Running(claim, slot, st.clock.wall(), proc)
+        task = asyncio.create_task(self.run_one(claim, proc, self.heartbeat.must_verify(claim.lock)))
+        st.tasks.add(task)
+        task.add_done_callback(st.task_done)
+
+    async def still_holds(self, claim: Claim) -> bool:
+        """After a long silence: be seen alive again, then check the claim is still ours."""
+        st = self.st
+        try:
+            await self.heartbeat.write()
+        except StoreError as exc:
+            st.log(str(exc))
+        if await self.claims.holds(claim):
+            return True
+        st.running.pop(claim.lock, None)
+        st.counters.lost_leases += 1
+        st.log(f"lease lost on {L.display_item(claim.item, 60)}: not started (another node runs it)")
+        self.joblog.write({"event": "lost_lease", **record(claim, st.node, st.host, None, st.clock.wall(), 0.0),
+                           "not_started": True})
+        st.kick()
+        return False
+
+    async def run_one(self, claim: Claim, proc: ItemProcess, verify: bool = False) -> None:
+        st = self.st
+        if verify and not await self.still_holds(claim):
+            return
+        work, result = None, None
+        if self.transfer:
+            work, result = await self.fetch(claim, proc)
+        if result is None and st.interrupted:
+            st.running.pop(claim.lock, None)
+            await self.claims.release(claim)
+            return
+        ran = result is None
+        if ran:
+            result = await self.run_process(claim, proc, work)
+        st.committing[claim.lock] = claim
+        st.running.pop(claim.lock, None)
+        self.on_finished()
+        st.kick()
+        try:
+            await self.settle(claim, result, work, killed=ran and proc.terminated)
+        finally:
+            st.committing.pop(claim.lock, None)
+
+    async def fetch(self, claim: Claim, proc: ItemProcess) -> tuple[str | None, Result | None]:
+        """Copy mode: fetch the item; (work dir, None), or (None, the failure's result)."""
+        try:
+            work, local, out = await self.transfer.fetch(claim.ident, claim.item)
+        except TransferError as exc:
+            return None, Result(TRANSFER_FAILED, f"ppss: {exc}\n".encode(), time.time(), 0.0)
+        proc.env.update({b"ITEM": os.fsencode(local), b"OUTPUT_DIR": os.fsencode(out)})
+        return work, None
+
+    async def run_process(self, claim: Claim, proc: ItemProcess, work: str | None) -> Result:
+        result = await proc.run()
+        if work and result.exit_code == 0:
+            try:
+                notes = await self.transfer.upload(claim.item, os.fsdecode(proc.env[b"OUTPUT_DIR"]))
+                result = replace(result, output=result.output + notes) if notes else result
+            except TransferError as exc:
+                result = Result(TRANSFER_FAILED, result.output + f"ppss: {exc}\n".encode(),
+                                result.started, result.duration, result.truncated)
+        return result
+
+    async def settle(self, claim: Claim, result: Result, work: str | None, killed: bool) -> None:
+        if self.st.interrupted and killed and result.exit_code != 0:
+            # We stopped it: give it back to run again. (One that finished despite the signal,
+            # or before it, is recorded like any other.)
+            await self.claims.release(claim)
+            return
+        if work:
+            if result.exit_code == 0:
+                self.transfer.cleanup(work)
+            else:
+                result = replace(result, output=result.output + f"ppss: work directory kept: {work}\n".encode())
+        await self.commit(claim, result)
+
+    async def commit(self, claim: Claim, result: Result) -> None:
+        st = self.st
+        ok = result.exit_code == 0
+        will_retry = not ok and claim.attempt <= st.spec.retries
+        next_lock = await self.claims.requeue(claim) if will_retry else None
+        fenced = await (self.claims.commit_done(claim) if ok else self.claims.commit_failed(claim))
+        rec = record(claim, st.node, st.host, result.exit_code, result.started, result.duration,
+                     **({"reason": result.reason} if result.reason else {}))
+        if not fenced:
+            await self.discard(claim, rec, next_lock)
+            return
+        tail = result.output[-LOG_TAIL:].decode("utf-8", "replace")
+        self.joblog.write({"event": "done" if ok else ("retry" if will_retry else "failed"), **rec,
+                           **({"output_tail": tail} if tail else {})})
+        ops = []
+        if result.output or not ok:
+            ops.append(st.store.write(L.log_path(claim.ident), self.log_text(claim, result)))
+        if ok:
+            st.counters.done += 1
+        elif not will_retry:
+            ops.append(st.store.write(L.failed_path(claim.ident), record_bytes({**rec, "output_tail": tail})))
+            st.counters.failed += 1
+            st.counters.failed_this_run += 1
+        if ops:
+            await asyncio.gather(*ops)
+
+    async def discard(self, claim: Claim, rec: dict, next_lock: str | None) -> None:
+        """Our claim was taken over (we were silent longer than the lease): not ours to record."""
+        st = self.st
+        if next_lock:
+            await st.store.remove(f"{L.RETRY_DIR}/{next_lock}")
+        st.counters.lost_leases += 1
+        st.log(f"lease lost on {L.display_item(claim.item, 60)}: result discarded (another node runs it)")
+        self.joblog.write({"event": "lost_lease", **rec})
+
+    def log_text(self, claim: Claim, result: Result) -> bytes:
+        head = (f"# item: {L.display_item(claim.item)}\n# id: {claim.ident}  attempt: {claim.attempt}\n"
+                f"# node: {self.st.node}  host: {self.st.host}\n"
+                f"# start: {time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(result.started))}"
+                f"  duration: {result.duration:.3f} s  exit: {result.exit_code}\n")
+        if result.reason:
+            head += f"# reason: {result.reason}\n"
+        if result.truncated:
+            head += f"# (first {result.truncated} bytes of output dropped)\n"
+        return head.encode() + result.output

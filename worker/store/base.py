@@ -1,0 +1,129 @@
+"""The interface every job-directory store implements, and the file-server interface.
+
+Paths given to a ``Store`` are relative to the job root. A ``Store`` is an async context
+manager: ``async with await open_store(...) as store:`` closes it on the way out.
+
+Atomic primitives the protocol rests on:
+  mkdir  -> True if this call created it, False if it already existed (the claim)
+  rename -> True if this call moved it, False if the source was gone or the target existed
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..errors import JobError
+
+
+class StoreError(JobError):
+    """An I/O failure on the master, with what and where."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    is_dir: bool
+    mtime: float
+    size: int
+    is_file: bool = False
+
+
+@runtime_checkable
+class FileServer(Protocol):
+    """Copy mode's file transfer: absolute paths on the server's host <-> local paths."""
+
+    async def get_file(self, remote: str, local: str) -> None: ...
+
+    async def put_tree(self, local_dir: str, remote_dir: str) -> int: ...
+
+
+class Store(ABC):
+    """A job directory: the primitives each kind implements, and what is built on them."""
+
+    root: str
+    label: str
+
+    def path(self, rel: str) -> str:
+        return posixpath.join(self.root, rel) if rel else self.root
+
+    def where(self, rel: str) -> str:
+        return f"{self.label}/{rel}" if rel else self.label
+
+    async def __aenter__(self) -> "Store":
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+    async def write_atomic(self, rel: str, data: bytes) -> None:
+        tmp = f"{rel}.tmp-{secrets.token_hex(4)}"
+        await self.write(tmp, data)
+        try:
+            await self.replace(tmp, rel)
+        except BaseException:
+            await self.remove(tmp)
+            raise
+
+    async def make_root(self) -> None:
+        """Create the job root and its parents (absolute, or relative to the login home)."""
+        # Absolute paths, so mkdir does not join them to the (not yet existing) root.
+        prefix = "/" if self.root.startswith("/") else (await self.realpath("~")).rstrip("/") + "/"
+        parts = [p for p in self.root.split("/") if p and p != "."]
+        for i in range(1, len(parts) + 1):
+            await self.mkdir(prefix + "/".join(parts[:i]))
+
+    async def makedirs(self, rel: str) -> None:
+        parts = [p for p in rel.split("/") if p]
+        for i in range(1, len(parts) + 1):
+            await self.mkdir("/".join(parts[:i]))
+
+    async def now(self) -> float:
+        """The master's clock: the modification time of a file written now."""
+        rel = f"tmp/clock-{secrets.token_hex(4)}"
+        await self.write(rel, b"")
+        entry = await self.stat(rel)
+        await self.remove(rel)
+        return entry.mtime if entry else time.time()
+
+    @abstractmethod
+    async def mkdir(self, rel: str) -> bool: ...
+    @abstractmethod
+    async def rmdir(self, rel: str) -> bool: ...
+    @abstractmethod
+    async def remove(self, rel: str) -> bool: ...
+    @abstractmethod
+    async def rename(self, src: str, dst: str) -> bool: ...
+    @abstractmethod
+    async def replace(self, src: str, dst: str) -> None: ...
+    @abstractmethod
+    async def read(self, rel: str) -> bytes | None: ...
+    @abstractmethod
+    async def write(self, rel: str, data: bytes) -> None: ...
+    @abstractmethod
+    async def append(self, rel: str, data: bytes) -> None: ...
+    @abstractmethod
+    async def scandir(self, rel: str) -> list[Entry] | None: ...
+    @abstractmethod
+    async def stat(self, rel: str) -> Entry | None: ...
+    @abstractmethod
+    async def realpath(self, path: str) -> str: ...
+
+    async def close(self) -> None:
+        pass
+
+    async def read_range(self, rel: str, offset: int, size: int) -> bytes | None:
+        """``size`` bytes at ``offset`` (for log tails), without fetching the whole file."""
+        data = await self.read(rel)
+        return None if data is None else data[offset:offset + size]
+
+    async def listdir(self, rel: str) -> list[str] | None:
+        entries = await self.scandir(rel)
+        return None if entries is None else [e.name for e in entries]
+
+    async def exists(self, rel: str) -> bool:
+        return await self.stat(rel) is not None

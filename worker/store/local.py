@@ -1,0 +1,142 @@
+"""A job directory on this host (or on a shared mount): the same protocol, plain syscalls."""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import shutil
+import stat as st_mod
+import time
+
+from .base import Entry, Store
+from .errors import mapped_errors
+
+
+class LocalStore(Store):
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.label = root
+        self._append_fds: dict[str, int] = {}
+
+    async def mkdir(self, rel: str) -> bool:
+        with mapped_errors(self.where(rel)):
+            try:
+                os.mkdir(self.path(rel))
+            except FileExistsError:
+                return False
+            return True
+
+    async def rmdir(self, rel: str) -> bool:
+        with mapped_errors(self.where(rel)):
+            try:
+                os.rmdir(self.path(rel))
+            except FileNotFoundError:
+                return False
+            return True
+
+    async def remove(self, rel: str) -> bool:
+        with mapped_errors(self.where(rel)):
+            try:
+                os.unlink(self.path(rel))
+            except FileNotFoundError:
+                return False
+            return True
+
+    async def rename(self, src: str, dst: str) -> bool:
+        # rename(2) replaces an empty target directory: refuse an existing target first,
+        # as OpenSSH's sftp-server does. Only the holder of a name renames it, so this is safe.
+        s, d = self.path(src), self.path(dst)
+        if os.path.lexists(d):
+            return False
+        with mapped_errors(self.where(src)):
+            try:
+                os.rename(s, d)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    return False
+                raise
+            return True
+
+    async def replace(self, src: str, dst: str) -> None:
+        with mapped_errors(self.where(dst)):
+            os.replace(self.path(src), self.path(dst))
+
+    async def read(self, rel: str) -> bytes | None:
+        return await self.read_range(rel, 0, -1)
+
+    async def read_range(self, rel: str, offset: int, size: int) -> bytes | None:
+        with mapped_errors(self.where(rel)):
+            try:
+                with open(self.path(rel), "rb") as fh:
+                    if offset:
+                        fh.seek(offset)
+                    return fh.read(size)
+            except FileNotFoundError:
+                return None
+
+    async def write(self, rel: str, data: bytes) -> None:
+        with mapped_errors(self.where(rel)), open(self.path(rel), "wb") as fh:
+            fh.write(data)
+
+    async def append(self, rel: str, data: bytes) -> None:
+        with mapped_errors(self.where(rel)):
+            fd = self._append_fds.get(rel)
+            if fd is None:
+                fd = os.open(self.path(rel), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._append_fds[rel] = fd
+            os.write(fd, data)
+
+    async def scandir(self, rel: str) -> list[Entry] | None:
+        with mapped_errors(self.where(rel)):
+            try:
+                with os.scandir(self.path(rel) or ".") as it:
+                    return [e for e in map(_entry, it) if e]
+            except FileNotFoundError:
+                return None
+
+    async def stat(self, rel: str) -> Entry | None:
+        with mapped_errors(self.where(rel)):
+            try:
+                st = os.lstat(self.path(rel))
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        return Entry(posixpath.basename(rel), st_mod.S_ISDIR(st.st_mode), st.st_mtime, st.st_size,
+                     st_mod.S_ISREG(st.st_mode))
+
+    async def now(self) -> float:
+        return time.time()
+
+    async def get_file(self, remote: str, local: str) -> None:
+        with mapped_errors(remote):
+            shutil.copyfile(remote, local)
+
+    async def put_tree(self, local_dir: str, remote_dir: str) -> int:
+        count = 0
+        with mapped_errors(remote_dir):
+            for here, _dirs, files in os.walk(local_dir):
+                target = os.path.join(remote_dir, os.path.relpath(here, local_dir))
+                os.makedirs(target, exist_ok=True)
+                for name in files:
+                    shutil.copyfile(os.path.join(here, name), os.path.join(target, name))
+                    count += 1
+        return count
+
+    async def realpath(self, path: str) -> str:
+        return os.path.realpath(os.path.expanduser(path))
+
+    async def close(self) -> None:
+        for fd in self._append_fds.values():
+            os.close(fd)
+        self._append_fds.clear()
+
+
+def _entry(e: os.DirEntry) -> Entry | None:
+    try:
+        st = e.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None  # removed while listing
+    return Entry(e.name, e.is_dir(follow_symlinks=False), st.st_mtime, st.st_size,
+                 e.is_file(follow_symlinks=False))

@@ -1,0 +1,286 @@
+"""A job directory on the master, over SFTP on one SSH connection (so a node's key can be
+SFTP-only), with reconnect and request coalescing.
+
+Requests are independent coroutines, so callers pipeline them with ``asyncio.gather``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+from typing import Callable
+
+import asyncssh
+
+from ..errors import ConnectError
+from ..sshconn import SshTarget, connect, connect_with_retry
+from .base import Entry, Store, StoreError
+from .errors import LOST, mapped_errors
+
+# The coalescing writer replaces a private attribute of asyncssh's SFTP client
+# (``sftp._handler._writer``): pyproject.toml bounds asyncssh's version, and
+# tests/test_store.py fails loudly when the attribute moves.
+class _CoalescingWriter:
+    """Collects the SFTP requests made in one event-loop turn into one channel write.
+
+    asyncssh sends every request as its own SSH packet (an encryption and a send() each); a
+    batch of 64 pipelined claims then costs 64 of both. Coalesced, it is one: about a third
+    less CPU per request, and fewer wake-ups of the master's sftp-server (bench/throughput).
+    """
+
+    def __init__(self, writer) -> None:
+        self._writer = writer
+        self.channel = writer.channel
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self.channel.is_closing():
+                self._writer.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._writer, name)
+
+
+def coalesce_requests(sftp: asyncssh.SFTPClient) -> bool:
+    """Install the coalescing writer on an SFTP client (False if asyncssh's insides changed)."""
+    handler = getattr(sftp, "_handler", None)
+    writer = getattr(handler, "_writer", None)
+    if writer is None or not hasattr(writer, "channel") or isinstance(writer, _CoalescingWriter):
+        return False
+    handler._writer = _CoalescingWriter(writer)
+    return True
+
+
+def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
+    fmt = (attrs.permissions or 0) & 0o170000
+    return Entry(name, fmt == 0o040000, float(attrs.mtime or 0), int(attrs.size or 0), fmt == 0o100000)
+
+
+class SftpStore(Store):
+    """A job directory on the master, over SFTP on one SSH connection.
+
+    When the connection drops (master sshd restarted, network loss) every operation waits for
+    one shared reconnect (backoff with jitter) and is then retried, so callers never see it.
+    """
+
+    def __init__(self, target: SshTarget, root: str, label: str,
+                 reconnect: bool = True, on_event: Callable[[str], None] | None = None) -> None:
+        # sftp-server starts in the login home: "~/x" is "x" relative to it.
+        self.root = root[2:] if root.startswith("~/") else ("." if root == "~" else root)
+        self.label = label
+        self.target = target
+        self.reconnect = reconnect
+        self.on_event = on_event or (lambda text: None)
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._reconnecting: asyncio.Future | None = None
+        self._append_handles: dict[str, asyncssh.SFTPClientFile] = {}
+        self.generation = 0  # bumped at every reconnect
+        self.requests = 0
+        self.coalesced = False
+
+    @classmethod
+    async def open(cls, target: SshTarget, root: str, label: str, first_attempts: int | None = None,
+                   **kw) -> "SftpStore":
+        store = cls(target, root, label, **kw)
+        await store._connect(first=True, attempts=first_attempts)
+        return store
+
+    async def _connect(self, first: bool = False, attempts: int | None = None) -> None:
+        if first and attempts is None:
+            conn = await connect(self.target)
+        else:
+            # Jittered backoff: many workers (re)connecting at once stay under MaxStartups.
+            conn = await connect_with_retry(self.target, attempts=attempts, on_retry=self.on_event)
+        try:
+            sftp = await conn.start_sftp_client(path_errors="surrogateescape")
+        except asyncssh.Error as exc:
+            conn.close()
+            raise ConnectError(f"{self.target.label()}: cannot start SFTP: {exc.reason or exc}") from None
+        self.coalesced = coalesce_requests(sftp)  # False if asyncssh moved its writer
+        self._conn, self._sftp = conn, sftp
+        self._append_handles.clear()
+
+    async def _recover(self, generation: int) -> None:
+        if not self.reconnect:
+            raise ConnectError(f"{self.target.label()}: connection to the master lost")
+        if generation != self.generation:
+            return  # someone else reconnected already
+        if self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_future()
+            self.on_event(f"connection to {self.target.label()} lost; reconnecting")
+            try:
+                if self._conn:
+                    self._conn.close()
+                await self._connect()
+                self.generation += 1
+                self.on_event(f"reconnected to {self.target.label()}")
+                self._reconnecting.set_result(None)
+            except BaseException as exc:
+                self._reconnecting.set_exception(exc)
+                self._reconnecting.exception()  # mark retrieved
+                raise
+            finally:
+                self._reconnecting = None
+        else:
+            await asyncio.shield(self._reconnecting)
+
+    async def _call(self, rel: str, op):
+        while True:
+            generation = self.generation
+            if self._reconnecting is not None:
+                await asyncio.shield(self._reconnecting)
+                continue
+            try:
+                self.requests += 1
+                with mapped_errors(self.where(rel)):
+                    return await op(self._sftp)
+            except LOST:
+                await self._recover(generation)
+
+    async def mkdir(self, rel: str) -> bool:
+        async def op(sftp):
+            try:
+                await sftp.mkdir(self.path(rel))
+                return True
+            except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+                return False  # v3 has no EEXIST code; callers check a full disk apart
+        return await self._call(rel, op)
+
+    async def rmdir(self, rel: str) -> bool:
+        async def op(sftp):
+            try:
+                await sftp.rmdir(self.path(rel))
+                return True
+            except asyncssh.SFTPNoSuchFile:
+                return False
+        return await self._call(rel, op)
+
+    async def remove(self, rel: str) -> bool:
+        async def op(sftp):
+            try:
+                await sftp.remove(self.path(rel))
+                return True
+            except asyncssh.SFTPNoSuchFile:
+                return False
+        return await self._call(rel, op)
+
+    async def rename(self, src: str, dst: str) -> bool:
+        async def op(sftp):
+            try:
+                await sftp.rename(self.path(src), self.path(dst))
+                return True
+            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+                return False
+        return await self._call(src, op)
+
+    async def replace(self, src: str, dst: str) -> None:
+        await self._call(dst, lambda sftp: sftp.posix_rename(self.path(src), self.path(dst)))
+
+    async def read(self, rel: str) -> bytes | None:
+        async def op(sftp):
+            try:
+                async with sftp.open(self.path(rel), "rb") as fh:
+                    return await fh.read()
+            except asyncssh.SFTPNoSuchFile:
+                return None
+        return await self._call(rel, op)
+
+    async def read_range(self, rel: str, offset: int, size: int) -> bytes | None:
+        async def op(sftp):
+            try:
+                async with sftp.open(self.path(rel), "rb") as fh:
+                    await fh.seek(offset)
+                    return await fh.read(size)
+            except asyncssh.SFTPNoSuchFile:
+                return None
+        return await self._call(rel, op)
+
+    async def write(self, rel: str, data: bytes) -> None:
+        async def op(sftp):
+            async with sftp.open(self.path(rel), "wb") as fh:
+                await fh.write(data)
+        await self._call(rel, op)
+
+    async def append(self, rel: str, data: bytes) -> None:
+        async def op(sftp):
+            fh = self._append_handles.get(rel)
+            if fh is None:
+                fh = await sftp.open(self.path(rel), "ab")
+                self._append_handles[rel] = fh
+            await fh.write(data)
+        await self._call(rel, op)
+
+    async def scandir(self, rel: str) -> list[Entry] | None:
+        async def op(sftp):
+            try:
+                names = await sftp.readdir(self.path(rel))
+            except asyncssh.SFTPNoSuchFile:
+                return None
+            return [_entry(n.filename, n.attrs) for n in names if n.filename not in (".", "..")]
+        return await self._call(rel, op)
+
+    async def stat(self, rel: str) -> Entry | None:
+        async def op(sftp):
+            try:
+                attrs = await sftp.lstat(self.path(rel))
+            except asyncssh.SFTPNoSuchFile:
+                return None
+            return _entry(posixpath.basename(rel), attrs)
+        return await self._call(rel, op)
+
+    async def realpath(self, path: str) -> str:
+        """An absolute path on the master (``~/x`` is relative to the login home)."""
+        rel = path[2:] if path.startswith("~/") else ("." if path == "~" else path)
+        return await self._call(path, lambda sftp: sftp.realpath(rel))
+
+    async def get_file(self, remote: str, local: str) -> None:
+        async def op(sftp):
+            try:
+                await sftp.get(remote, local)
+            except asyncssh.SFTPNoSuchFile:
+                raise StoreError(f"{self.target.label()}:{remote}: no such file") from None
+        await self._call(remote, op)
+
+    async def put_tree(self, local_dir: str, remote_dir: str) -> int:
+        files = []
+        for here, _dirs, names in os.walk(local_dir):
+            rel = os.path.relpath(here, local_dir)
+            files += [(os.path.join(here, n), posixpath.normpath(posixpath.join(remote_dir, rel, n)))
+                      for n in names]
+        dirs = sorted({posixpath.dirname(r) for _, r in files} | {remote_dir})
+
+        async def op(sftp):
+            for d in dirs:
+                await sftp.makedirs(d, exist_ok=True)
+            await asyncio.gather(*(sftp.put(loc, rem) for loc, rem in files))
+        await self._call(remote_dir, op)
+        return len(files)
+
+    async def close(self) -> None:
+        for fh in list(self._append_handles.values()):
+            try:
+                await fh.close()
+            except (asyncssh.Error, OSError):
+                pass
+        self._append_handles.clear()
+        if self._conn:
+            self._conn.close()
+            try:
+                await asyncio.wait_for(self._conn.wait_closed(), 5)
+            except (asyncio.TimeoutError, asyncssh.Error, OSError):
+                pass
+
+    @property
+    def connection(self) -> asyncssh.SSHClientConnection | None:
+        return self._conn
