@@ -288,3 +288,23 @@ def test_slot_pool_claim_rule() -> None:
         m.wake.clear()
     pool.set(4, "paused")
     assert pool.members and all(m.wake.is_set() for m in pool.members)
+
+
+async def test_a_priority_raised_in_control_yaml_takes_effect_live(tmp_path) -> None:
+    from worker.jobops import update_control
+    root = tmp_path / "root"
+    root.mkdir()
+    low, late = Job(root / "low"), Job(root / "late")
+    await add_job(root, "low", items_n(14, "low"), command=low.timed("sleep 0.1"))
+    s = Serving(root, slots=1).start()
+    await until(lambda: len(low.executions()) >= 1, "low started")
+    await add_job(root, "late", items_n(4, "late"), command=late.timed("sleep 0.1"))
+    await asyncio.sleep(0.6)
+    assert not late.executions()  # newer, same priority: waits for the older job
+    store = LocalStore(str(root / "late"))
+    await update_control(store, lambda c: c.with_priority(3))
+    await until(lambda: finished(root, "late"), "the raised job finished")
+    assert not finished(root, "low") and len(low.executions()) < 14
+    await until(lambda: finished(root, "low"), "low finished")
+    await stop_fleet(root, s)
+

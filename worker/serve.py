@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -35,6 +36,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, JobError
 from .fleet import FLEET_FILE, LastGood
 from .jobsroot import ACTIVE_DIR, job_store, mark_active, mark_finished, valid_job_name
 from .jobstatus import read_job_status, read_spec
+from .leases import _pid_alive
 from .slotpool import SlotPool
 from .store import Store, StoreError
 
@@ -78,6 +80,8 @@ class Server:
         self.interrupted: int | None = None
         self.wake = asyncio.Event()
         self.started = self.clock.wall()
+        self.last_error = ""
+        self.host = socket.gethostname()
 
     # -- the cycle -------------------------------------------------------------------------
 
@@ -169,7 +173,8 @@ class Server:
         elif st.finished:
             self.parked[name] = Parked(a.mark)
             await self.finished(name, st)
-        elif not self.interrupted and not st.detached:
+        elif st.control.for_node(self.node)[0] == "stopped" and not self.interrupted and not st.detached:
+            # Stopped by its own control.yaml (not by the fleet): wait for a resume.
             self.parked[name] = Parked(a.mark, control=await self.control_stamp(name))
 
     async def finished(self, name: str, st) -> None:
@@ -203,6 +208,7 @@ class Server:
         for sig in signals:
             loop.add_signal_handler(sig, self.interrupt, sig)
         try:
+            await self.refuse_twin()
             await self.root.mkdir(L.NODES_DIR)
             self.log(f"serving {self.root.label}: {self.cli_slots} slots")
             await self.serve()
@@ -215,14 +221,29 @@ class Server:
         self.log("fleet stop: every job released; exiting")
         return EXIT_OK
 
+    async def refuse_twin(self) -> None:
+        """A serving worker of the same name already running on this host: refuse to start."""
+        try:
+            prev = json.loads(await self.root.read(L.status_path(self.node)) or b"{}")
+        except ValueError:
+            return
+        if not isinstance(prev, dict) or prev.get("state") == "stopped" or prev.get("host") != self.host:
+            return
+        pid = prev.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+            raise JobError(f"a serving worker named {self.node!r} is already running here (pid {pid})")
+
     async def serve(self) -> None:
         while True:
             self.wake.clear()
             try:
                 await self.cycle()
                 await self.write_status()
+                self.last_error = ""
             except (StoreError, ControlError) as exc:
-                self.log(str(exc))
+                if str(exc) != self.last_error:  # said once while it lasts
+                    self.log(str(exc))
+                self.last_error = str(exc)
             if self.stopping() and not self.jobs:
                 return
             await wait_event(self.wake, self.period)
@@ -235,7 +256,7 @@ class Server:
         return "paused" if self.pool.state == "paused" else "serving"
 
     async def write_status(self, final: bool = False) -> None:
-        data = {"name": self.node, "state": self.state(final), "pid": os.getpid(), "slots": self.pool.slots,
+        data = {"name": self.node, "state": self.state(final), "host": self.host, "pid": os.getpid(), "slots": self.pool.slots,
                 "used": self.pool.used(), "jobs": sorted(self.jobs), "fleet_error": self.fleet.error,
                 "started": self.started, "updated": self.clock.wall(), "version": __version__}
         try:
