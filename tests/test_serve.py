@@ -173,3 +173,22 @@ def test_a_serving_worker_killed_mid_job_and_restarted_records_every_item_once(s
     assert_exactly_once(job, items, executions=ids, may_repeat=set(ids), joblog_may_miss=set(ids))
     site.console("stop", "--fleet")
     site.wait("n1")
+
+
+def test_a_copy_mode_job_under_a_served_root(site, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    items = []
+    for i in range(5):
+        (src / f"f{i}").write_text("x" * (i + 1))
+        items.append(str(src / f"f{i}").encode())
+    out = tmp_path / "out"
+    job = site.init("copyjob", items, 'wc -c < "$ITEM" > "$OUTPUT_DIR/size"', "--transfer", "copy",
+                    "--output-dir", str(out))
+    site.serve("n1", slots=2)
+    wait_for(lambda: site.finished("copyjob") and site.detached("copyjob", "n1"), 60, "the copy-mode job")
+    assert_exactly_once(job, items)
+    sizes = sorted(int((out / str(src / f"f{i}").lstrip("/") / "size").read_text()) for i in range(5))
+    assert sizes == [1, 2, 3, 4, 5]
+    site.console("stop", "--fleet")
+    site.wait("n1")
