@@ -192,3 +192,16 @@ def test_a_copy_mode_job_under_a_served_root(site, tmp_path: Path) -> None:
     assert sizes == [1, 2, 3, 4, 5]
     site.console("stop", "--fleet")
     site.wait("n1")
+
+
+def test_a_jobs_tail_is_filled_by_the_next_job_over_ssh(site) -> None:
+    a = site.init("a", [b"long", b"q1", b"q2", b"q3"], site.job("a").timed('[ "$ITEM" != long ] || sleep 3'))
+    b = site.init("b", items_n(12, "b"), site.job("b").timed("sleep 0.3"))
+    site.serve("n1", slots=4)
+    wait_for(lambda: site.finished("a") and site.finished("b") and site.detached("b", "n1"), 60, "both jobs")
+    long = [e for e in a.executions() if e[0] == "long"][0]
+    during = [e for e in b.executions() if e[2] < long[3] - 0.5]
+    assert len(during) >= 6, (long, b.executions())  # b held the 3 slots a's tail left
+    assert_exactly_once(b, items_n(12, "b"))
+    site.console("stop", "--fleet")
+    site.wait("n1")
