@@ -308,3 +308,48 @@ async def test_a_priority_raised_in_control_yaml_takes_effect_live(tmp_path) -> 
     await until(lambda: finished(root, "low"), "low finished")
     await stop_fleet(root, s)
 
+
+
+async def test_sigterm_releases_every_jobs_claims_and_exits_143(tmp_path) -> None:
+    import signal
+    from worker.jobstatus import NodeStatus
+    root = tmp_path / "root"
+    root.mkdir()
+    jobs = [await add_job(root, n, items_n(6, n), command='sleep 30; : "$ITEM"') for n in ("a", "b")]
+    s = Serving(root, slots=3).start()
+    await until(lambda: s.server.pool.used() == 3 and len(s.server.jobs) == 2, "three items running")
+    s.server.interrupt(signal.SIGTERM)
+    assert await s.result(timeout=20) == 128 + signal.SIGTERM
+    for job in jobs:
+        status = NodeStatus.from_json((job / L.status_path("n1")).read_bytes())
+        assert not status.running and not status.claims and status.state == "stopped", status
+        assert not list((job / L.DONE_DIR).rglob("*-*")) and not (job / "finished.json").exists()
+    assert json.loads((root / L.status_path("n1")).read_text())["state"] == "stopped"
+    for job in jobs:  # the next serving worker runs them all, each once
+        (job / L.CONTROL_FILE).write_text("state: running\n")
+    for job in jobs:
+        (job / L.JOB_FILE).write_text((job / L.JOB_FILE).read_text().replace("sleep 30", "sleep 0"))
+    s2 = Serving(root, slots=3).start()
+    await until(lambda: finished(root, "a") and finished(root, "b") and not s2.server.jobs, "both finished")
+    await stop_fleet(root, s2)
+    for job, name in zip(jobs, "ab"):
+        assert_exactly_once(job, items_n(6, name), recount=False)
+
+
+async def test_a_broken_job_is_said_once_and_the_others_run(tmp_path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    for name, text in (("broken", "command: [\n"), ("typed", "format: 1\ncommand: true\ntotal: 1\n")):
+        (root / name).mkdir()
+        (root / name / L.JOB_FILE).write_text(text)
+        await mark_active(LocalStore(str(root)), name)
+    job = await add_job(root, "good", items_n(5))
+    s = Serving(root).start()
+    await until(lambda: finished(root, "good"), "the good job finished")
+    await asyncio.sleep(0.6)  # a few more cycles
+    for name in ("broken", "typed"):
+        said = [line for line in s.lines if line.startswith(f"job {name}: ")]
+        assert len(said) == 1 and "trying again in 30 s" in said[0] and "\n" not in said[0], s.lines
+    assert not s.task.done()
+    await stop_fleet(root, s)
+    assert_exactly_once(job, items_n(5), recount=False)

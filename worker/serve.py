@@ -81,6 +81,7 @@ class Server:
         self.wake = asyncio.Event()
         self.started = self.clock.wall()
         self.last_error = ""
+        self.skew = 0.0  # the master's clock minus ours
         self.host = socket.gethostname()
 
     # -- the cycle -------------------------------------------------------------------------
@@ -105,7 +106,9 @@ class Server:
 
     async def read_fleet(self, entry) -> None:
         stamp = (entry.mtime, entry.size) if entry else None
-        if stamp != self.fleet_stamp or (entry and self.clock.wall() - entry.mtime < 3):
+        # As control.yaml: a same-size edit within the stamp's second is caught by rereading a
+        # file changed in the last 3 s (master clock: ours plus the skew measured at start).
+        if stamp != self.fleet_stamp or (entry and self.clock.wall() + self.skew - entry.mtime < 3):
             self.fleet_stamp = stamp
             data = await self.root.read(FLEET_FILE) if entry else None
             error = self.fleet.error
@@ -140,17 +143,21 @@ class Server:
 
     async def attach(self, name: str, mark: float) -> None:
         store = job_store(self.root, name)
+        close = None
         try:
             spec = await read_spec(store)
-            transfer, close = (None, None)
+            transfer = None
             if spec.transfer == "copy" and self.transfers is not None:
                 transfer, close = await self.transfers(store, spec, name)
-        except (JobError, OSError) as exc:
-            self.log(f"job {name}: {exc}; trying again in {ERROR_RETRY:g} s")
+            worker = Worker(store, spec, self.node, self.pool.slots, log=self.job_log(name),
+                            job_path=f"{self.root_path.rstrip('/')}/{name}", transfer=transfer, clock=self.clock)
+        except Exception as exc:  # one bad job (a job.yaml of wrong types...) never ends the others
+            what = str(exc) if isinstance(exc, (JobError, OSError)) else f"{store.where(L.JOB_FILE)}: {exc!r}"
+            self.log(f"job {name}: {what}; trying again in {ERROR_RETRY:g} s")
             self.parked[name] = Parked(mark, self.clock.monotonic() + ERROR_RETRY)
+            if close is not None:
+                await close()
             return
-        worker = Worker(store, spec, self.node, self.pool.slots, log=self.job_log(name),
-                        job_path=f"{self.root_path.rstrip('/')}/{name}", transfer=transfer, clock=self.clock)
         self.pool.join(worker.st)
         task = asyncio.create_task(worker.run(handle_signals=False))
         task.add_done_callback(lambda _t: self.wake.set())
@@ -209,7 +216,9 @@ class Server:
             loop.add_signal_handler(sig, self.interrupt, sig)
         try:
             await self.refuse_twin()
-            await self.root.mkdir(L.NODES_DIR)
+            for rel in (L.NODES_DIR, L.TMP_DIR):
+                await self.root.mkdir(rel)
+            self.skew = await self.root.now() - self.clock.wall()
             self.log(f"serving {self.root.label}: {self.cli_slots} slots")
             await self.serve()
         finally:
