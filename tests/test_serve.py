@@ -130,7 +130,7 @@ def test_three_serving_workers_finish_a_job_made_before_and_one_made_while_they_
 
 
 def test_priority_halt_and_a_drained_node(site) -> None:
-    low = site.init("low", items_n(16, "low"), site.job("low").timed("sleep 0.3"))
+    low = site.init("low", items_n(40, "low"), site.job("low").timed("sleep 0.3"))
     site.console("pause", "--fleet", "--node", "n2")
     site.serve("n1", slots=2)
     site.serve("n2", slots=2)
@@ -154,7 +154,7 @@ def test_priority_halt_and_a_drained_node(site) -> None:
     site.console("stop", "--fleet")
     site.wait("n1")
     site.wait("n2")
-    assert_exactly_once(low, items_n(16, "low"))
+    assert_exactly_once(low, items_n(40, "low"))
 
 
 def test_a_serving_worker_killed_mid_job_and_restarted_records_every_item_once(site) -> None:
