@@ -19,7 +19,7 @@ import sys
 
 from .address import parse_address
 from .engine import Worker, default_node_name, valid_node_name
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, PpssError, UsageError
+from .errors import EXIT_INTERRUPTED, JobError, PpssError, UsageError
 from . import layout as L
 from .jobstatus import read_spec
 from .serve import Server
@@ -83,7 +83,10 @@ async def run(args: argparse.Namespace) -> int:
     store = await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4)
     files = None
     try:
-        if not await store.exists(L.JOB_FILE) and await store.exists(""):
+        if not await store.exists(L.JOB_FILE):
+            if not await store.exists(""):
+                raise JobError(f"{store.where('')}: no such directory: not a ppss job (no {L.JOB_FILE}) "
+                               "nor a jobs root; create one with ppss-console init")
             return await serve_root(store, address, node, args, log, event)
         spec = await read_spec(store)
         job_path = address.path if address.is_local else await store.realpath(address.path)
