@@ -205,3 +205,17 @@ def test_a_jobs_tail_is_filled_by_the_next_job_over_ssh(site) -> None:
     assert_exactly_once(b, items_n(12, "b"))
     site.console("stop", "--fleet")
     site.wait("n1")
+
+
+def test_sigterm_ends_a_serving_worker_with_143_and_its_claims_released(site) -> None:
+    import os
+    job = site.init("j", items_n(6), 'sleep 30; : "$ITEM"')
+    proc = site.serve("n1", slots=2)
+    wait_for(lambda: (job / L.status_path("n1")).exists()
+             and len(json.loads((job / L.status_path("n1")).read_text())["running"]) == 2, 30, "two running")
+    os.kill(proc.pid, signal.SIGTERM)
+    site.wait("n1", 143, timeout=30)
+    status = json.loads((job / L.status_path("n1")).read_text())
+    assert status["state"] == "stopped" and not status["running"] and not status["claims"], status
+    assert json.loads((site.root / L.status_path("n1")).read_text())["state"] == "stopped"
+    assert "SIGTERM" in site.stderr("n1")
