@@ -220,10 +220,12 @@ async def _failed_records(store: Store) -> list[tuple[str, dict]]:
     return out
 
 
-async def _item_bytes(store: Store, ident: str, rec: dict) -> bytes | None:
-    if "item" in rec:
-        return L.item_from_json(str(rec["item"]))
-    return None
+def _item_bytes(ident: str, rec: dict) -> bytes | None:
+    """The item of a failed record, if the record holds it and it is the item of ``ident``."""
+    if "item" not in rec:
+        return None
+    item = L.item_from_json(str(rec["item"]))
+    return item if L.item_id(item) == ident else None
 
 
 async def _add_count(store: Store, rel: str, key: str, delta: int) -> None:
@@ -245,7 +247,8 @@ def history_path(ident: str, attempt: int) -> str:
 async def retry_failed(store: Store, exit_code: int | None = None, match: str | None = None,
                        ids: Collection[str] | None = None) -> int:
     """Offer the job's failed items (all, or with that exit code, or TEXT in their output, or
-    those ``ids``: a group of the console's failed view) again as new attempts; returns how many. Steps, per batch (docs/protocol.md, "retry"):
+    those ``ids``: a group of the console's failed view) again as new attempts; returns how many.
+    Steps, per batch (docs/protocol.md, "retry"):
       1. rename failed/ab/<id> -> failed-history/ab/<id>.<attempt>   (kept as history)
       2. retried.json count += the records moved (and recount.json's failed -= them)
       3. write retry/<id>.<attempt+1> with the item's bytes (atomically), for every node to claim
@@ -258,8 +261,8 @@ async def retry_failed(store: Store, exit_code: int | None = None, match: str | 
                if _matches(r, exit_code, match) and (wanted is None or i in wanted)]
     todo = []
     for ident, rec in records:
-        item = await _item_bytes(store, ident, rec)
-        if item is None or L.item_id(item) != ident:
+        item = _item_bytes(ident, rec)
+        if item is None:
             continue  # a torn record without the item: a full check rewrites it (repaired)
         todo.append((ident, int(rec.get("attempt") or 1), item))
     moved_total = 0
