@@ -18,6 +18,7 @@ from worker import layout as L
 from worker.control import Control
 from worker.errors import JobError, PpssError
 from worker.jobops import control_stamp, failed_items, set_slots, set_state, write_control_text
+from worker.jobsroot import retry_failed
 from worker.store import Store
 
 FAILED_LIMIT = 10_000
@@ -85,8 +86,8 @@ class JobAccess:
             raise without_temp_names(exc) from None
 
     async def retry(self, ids: Sequence[str]) -> int:
-        """Put these failed items back in the queue. Not in this version: says what it needs."""
-        raise JobError(RETRY_MISSING)
+        """Put these failed items back in the queue (``ppss-console retry``'s steps, by id)."""
+        return await retry_failed(self.store, ids=ids)
 
     async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]:
         return await failed_items(self.store, limit)
