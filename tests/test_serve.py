@@ -120,6 +120,8 @@ def test_three_serving_workers_finish_a_job_made_before_and_one_made_while_they_
     assert (status["done"], status["failed"], status["pending"]) == (30, 0, 0), status
     done, failed = second.records()
     assert sorted(done) == sorted(L.item_id(i) for i in items) and set(done.values()) == {1} and not failed
+    ran = [e[0].encode() for e in second.executions()]  # successful runs only (a failure exits first)
+    assert sorted(ran) == sorted(items), "every item's successful run exactly once"
     assert_exactly_once(first, items_n(40, "first"), executions=[L.item_id(e[0].encode()) for e in first.executions()])
     nodes = {n: json.loads((site.root / L.status_path(n)).read_text()) for n in ("n1", "n2", "n3")}
     assert {s["state"] for s in nodes.values()} == {"serving"}
