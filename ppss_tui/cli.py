@@ -1,7 +1,8 @@
 """ppss-console: create, inspect and steer ppss jobs; with no subcommand, the Textual console.
 
 Exit status: 0 success; 1 (status) the job has failed items; 2 usage error; 3 cannot reach a
-host (connection, host key, login); 4 job missing, malformed or an I/O error on the master.
+host (connection, host key, login); 4 job missing, malformed or an I/O error on the master, or
+(rm) refused while live nodes hold the job.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from dataclasses import dataclass, field
 import humanize
 
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, PpssError, UsageError
-from worker.jobops import init_job, split_items
-from worker.jobstatus import read_job_status
+from worker.jobops import init_job, resume_halted, split_items
+from worker.jobsroot import mark_active
+from worker.jobstatus import FINISHED_FILE, read_job_status
 from worker.reconcile import count_records
 from worker.sourcedir import scan_source_dir
 from worker.store import open_store
 
-from . import check, demo, deploy
+from . import check, demo, deploy, rootcmds
 from .clusterfile import Cluster, load_cluster
 from .context import ENV_VAR, cluster_path, effective_cluster, no_cluster_message, require_known_hosts
 from .nodesel import set_nodes_state
@@ -68,6 +70,10 @@ def init_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--output-dir", help="with --transfer copy: where $OUTPUT_DIR is uploaded on the master")
     s.add_argument("--file-server", help="with --transfer copy: ssh://[user@]host[:port] holding the files")
     s.add_argument("--watch", action="store_true", help="with --source-dir: keep picking up new files")
+    s.add_argument("--priority", type=int, default=0,
+                   help="under a jobs root: higher runs first (default 0; control.yaml may change it)")
+    s.add_argument("--halt", metavar="N|N%",
+                   help="halt the job when more than N items (or N%% of the finished, from 10) failed")
 
 
 def status_options(s: argparse.ArgumentParser) -> None:
@@ -81,6 +87,8 @@ def state_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--node", help="only these nodes, e.g. node3 or node[1-3] (default: the whole job)")
     s.add_argument("--force", action="store_true",
                    help="with --node: accept a node neither in the cluster file nor seen by the job yet")
+    s.add_argument("--fleet", action="store_true",
+                   help="steer every serving worker of the jobs root (ROOT/fleet.yaml), or with --node those nodes")
 
 
 def failed_options(s: argparse.ArgumentParser) -> None:
@@ -149,7 +157,8 @@ async def cmd_init(args) -> int:
     if args.source_file is None and args.null:
         raise UsageError("--null goes with --source-file")
     skipped = 0
-    async with await _open(args) as store:
+    parent, store = await rootcmds.open_in_parent(args)
+    try:
         if args.source_file is not None:
             if args.source_file == "-":
                 data = sys.stdin.buffer.read()
@@ -168,7 +177,12 @@ async def cmd_init(args) -> int:
         result = await init_job(store, args.command, items, kind, source, retries=args.retries,
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
                                 file_server=args.file_server, watch=args.watch,
-                                recurse=not args.no_recurse, timeout=args.timeout)
+                                recurse=not args.no_recurse, timeout=args.timeout,
+                                priority=args.priority, halt=args.halt)
+        if store.in_root:
+            await mark_active(parent, store.name)
+    finally:
+        await parent.close()
     dup = f" ({result.duplicates} duplicate items skipped)" if result.duplicates else ""
     print(f"created job {args.address.display()}: {result.spec.total} items{dup}")
     if skipped:
@@ -206,6 +220,9 @@ async def cmd_status(args) -> int:
               f"{data['pending']} pending" + ("" if exact is None else " (recounted)"))
         if status.control_error:
             print(f"warning: {status.control_error}")
+        elif status.control and status.control.state == "halted":
+            print(f"job state: halted: {status.control.halted or 'failures passed the halt threshold'} "
+                  "(ppss-console resume runs it again)")
         elif status.control and status.control.state != "running":
             print(f"job state: {status.control.state}")
         if data["nodes"]:
@@ -222,8 +239,18 @@ async def cmd_status(args) -> int:
 
 async def cmd_state(args) -> int:
     cluster = _job_cluster(args)
-    async with await _open(args) as store:
+    if args.fleet:
+        return await rootcmds.fleet_state(args, cluster)
+    parent, store = await rootcmds.open_in_parent(args)
+    try:
+        resume = args.state == "running" and args.node is None
+        if resume:
+            await resume_halted(store, (await read_job_status(store)).failed)
         control, nodes = await set_nodes_state(store, args.state, args.node, cluster, args.force)
+        if resume and store.in_root and not await store.exists(FINISHED_FILE):
+            await mark_active(parent, store.name)  # e.g. an init cut short before its marker
+    finally:
+        await parent.close()
     who = "job" if nodes is None else ("node " if len(nodes) == 1 else "nodes ") + args.node
     print(f"{who}: {args.state}" + ("" if nodes else f" (control.yaml state: {control.state})"))
     return EXIT_OK
@@ -271,6 +298,12 @@ COMMANDS: list[Command] = [
     _state("stop", "stopped", "let running items finish, then workers exit"),
     _state("suspend", "suspended", "freeze running items (SIGSTOP)"),
     Command("failed", "failed items grouped by cause (--raw: every record)", cmd_failed, failed_options),
+    Command("jobs", "the jobs of a jobs root with state, priority and counts", rootcmds.cmd_jobs,
+            rootcmds.jobs_options),
+    Command("retry", "run a job's failed items again (all, --exit CODE, --match TEXT); history kept",
+            rootcmds.cmd_retry, rootcmds.retry_options),
+    Command("rm", "delete a finished or stopped job (refused while live nodes hold it, unless --force)",
+            rootcmds.cmd_rm, rootcmds.rm_options),
     Command("trust", "show host key fingerprints and add them to known_hosts", cmd_trust, trust_options,
             job=False),
     Command("check", "preflight: every link from here to the nodes and from the nodes to the master",

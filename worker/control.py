@@ -9,18 +9,23 @@ running   start items while slots are free
 paused    start nothing new; running items finish
 suspended running items are frozen (SIGSTOP) until running again (SIGCONT)
 stopped   start nothing new; running items finish; then the worker exits
+halted    as paused, set by a worker when failures passed the job's halt threshold; ``halted:``
+          holds the reason ("12% failed"); ``resume`` records ``halt_ignore_below:`` (the failed
+          count then) so the job halts again only when failures grow past the threshold from there
+priority: N (optional) overrides job.yaml's priority, live
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import JobError
 from .yamlio import dump_yaml, load_yaml
 
-STATES = ("running", "paused", "suspended", "stopped")
+STATES = ("running", "paused", "halted", "suspended", "stopped")
 HEADER = ("# ppss control file: edit with `ppss-console pause|resume|stop|suspend` or the console.\n"
-          "# state: running | paused | suspended | stopped; nodes: per-node overrides {state, slots}.\n")
+          "# state: running | paused | halted | suspended | stopped; nodes: per-node overrides {state, slots}.\n")
+EXTRA_KEYS = ("halted", "halt_ignore_below", "priority")
 
 
 class ControlError(JobError):
@@ -37,14 +42,19 @@ class NodeControl:
 class Control:
     state: str = "running"
     nodes: dict[str, NodeControl] = field(default_factory=dict)
+    halted: str | None = None  # the reason, while state is halted
+    halt_ignore_below: int | None = None  # the failed count when last resumed from a halt
+    priority: int | None = None  # overrides job.yaml's priority
 
     def for_node(self, node: str) -> tuple[str, int | None]:
         """The effective (state, slots override) for a node."""
         override = self.nodes.get(node)
         state = self.state
         if override and override.state:
-            # A job-wide stop wins over a node's own running/paused.
+            # A job-wide stop wins over a node's own running/paused; a halt over its running.
             state = "stopped" if self.state == "stopped" else override.state
+            if self.state == "halted" and state == "running":
+                state = "halted"
         return state, override.slots if override else None
 
     def with_state(self, state: str, node: str | None = None) -> "Control":
@@ -53,11 +63,24 @@ class Control:
         if node is None:
             # A job-wide change clears per-node state overrides (slots stay).
             nodes = {n: NodeControl(None, c.slots) for n, c in self.nodes.items() if c.slots is not None}
-            return Control(state, nodes)
+            halted = self.halted if state == "halted" else None
+            return replace(self, state=state, nodes=nodes, halted=halted)
         nodes = dict(self.nodes)
         old = nodes.get(node, NodeControl())
         nodes[node] = NodeControl(state, old.slots)
-        return Control(self.state, nodes)
+        return replace(self, nodes=nodes)
+
+    def with_halt(self, reason: str) -> "Control":
+        """The job halts itself: acts as paused, with the reason shown until resumed."""
+        return replace(self, state="halted", halted=reason)
+
+    def resumed(self, failed: int) -> "Control":
+        """Running again; a halted job remembers the failed count so it does not halt at once."""
+        ignore = failed if self.state == "halted" else self.halt_ignore_below
+        return replace(self.with_state("running"), halt_ignore_below=ignore)
+
+    def with_priority(self, priority: int | None) -> "Control":
+        return replace(self, priority=priority)
 
     def with_slots(self, node: str, slots: int | None) -> "Control":
         if slots is not None and not 0 <= slots <= 4096:
@@ -65,7 +88,7 @@ class Control:
         nodes = dict(self.nodes)
         old = nodes.get(node, NodeControl())
         nodes[node] = NodeControl(old.state, slots)
-        return Control(self.state, nodes)
+        return replace(self, nodes=nodes)
 
     def to_dict(self) -> dict:
         nodes = {}
@@ -77,7 +100,11 @@ class Control:
                 entry["slots"] = c.slots
             if entry:
                 nodes[name] = entry
-        return {"state": self.state, "nodes": nodes}
+        data = {"state": self.state, "nodes": nodes}
+        for key in EXTRA_KEYS:  # written only when set: files of older versions stay as they were
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return data
 
     def to_yaml(self) -> bytes:
         return (HEADER + dump_yaml(self.to_dict())).encode()
@@ -92,9 +119,10 @@ def parse_control(text: bytes | str, where: str = "control.yaml") -> Control:
         raise ControlError(f"{where}: empty (expected at least 'state: running|paused|suspended|stopped')")
     if not isinstance(data, dict):
         raise ControlError(f"{where}: expected a mapping with 'state' and 'nodes'")
-    unknown = set(data) - {"state", "nodes"}
+    unknown = set(data) - {"state", "nodes", *EXTRA_KEYS}
     if unknown:
-        raise ControlError(f"{where}: unknown key {sorted(map(str, unknown))[0]!r} (expected state, nodes)")
+        raise ControlError(f"{where}: unknown key {sorted(map(str, unknown))[0]!r} "
+                           f"(expected state, nodes, {', '.join(EXTRA_KEYS)})")
     state = data.get("state", "running")
     if state not in STATES:
         raise ControlError(f"{where}: state: {state!r} is not one of {', '.join(STATES)}")
@@ -116,4 +144,19 @@ def parse_control(text: bytes | str, where: str = "control.yaml") -> Control:
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= 4096):
             raise ControlError(f"{where}: nodes.{name}.slots: {slots!r} is not a whole number from 0 to 4096")
         nodes[str(name)] = NodeControl(nstate, slots)
-    return Control(state, nodes)
+    return Control(state, nodes, **_extras(data, where))
+
+
+def _extras(data: dict, where: str) -> dict:
+    halted = data.get("halted")
+    if halted is not None and not isinstance(halted, str):
+        raise ControlError(f"{where}: halted: expected the reason as text, not {halted!r}")
+    out: dict = {"halted": halted}
+    for key in ("halt_ignore_below", "priority"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ControlError(f"{where}: {key}: {value!r} is not a whole number")
+        out[key] = value
+    if out["halt_ignore_below"] is not None and out["halt_ignore_below"] < 0:
+        raise ControlError(f"{where}: halt_ignore_below: must be 0 or more")
+    return out

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 
 from . import layout as L
 from .control import Control, ControlError, parse_control
 from .errors import JobError, UsageError
+from .halt import halt_reason, parse_halt
 from .jobspec import TRANSFERS, JobSpec
 from .sourcedir import list_source_dir  # noqa: F401  (re-exported for the console)
 from .store import Store
@@ -44,7 +44,8 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
                    retries: int = 0, lease: float = 60.0, transfer: str = "shared",
                    output_dir: str | None = None, file_server: str | None = None,
                    watch: bool = False, recurse: bool = True,
-                   chunk_size: int = L.CHUNK_SIZE, timeout: float | None = None) -> InitResult:
+                   chunk_size: int = L.CHUNK_SIZE, priority: int = 0, timeout: float | None = None,
+                   halt: str | None = None) -> InitResult:
     if not command.strip():
         raise UsageError("--command is empty")
     if retries < 0:
@@ -55,6 +56,8 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
         raise UsageError("--timeout must be a positive number of seconds")
     if transfer not in TRANSFERS:
         raise UsageError(f"--transfer must be one of {', '.join(TRANSFERS)}")
+    if halt is not None:
+        parse_halt(halt, "--halt")
     if await store.exists(L.JOB_FILE):
         raise JobError(f"{store.where('')}: a job already exists there (job.yaml); "
                        "choose another path or remove the old job first")
@@ -83,7 +86,8 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
                    source_kind=source_kind, source=source, retries=retries, lease=float(lease),
                    timeout=None if timeout is None else float(timeout),
                    transfer=transfer, output_dir=output_dir, file_server=file_server, watch=watch,
-                   recurse=recurse, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                   recurse=recurse, created=round(await store.now(), 3), priority=int(priority),
+                   halt=halt)
     await store.write_atomic(L.CONTROL_FILE, Control().to_yaml())
     await store.write_atomic(L.JOB_FILE, spec.to_yaml())  # last: its presence means "ready"
     return InitResult(spec, len(items) - len(unique))
@@ -105,6 +109,30 @@ async def update_control(store: Store, change) -> Control:
 
 async def set_state(store: Store, state: str, node: str | None = None) -> Control:
     return await update_control(store, lambda c: c.with_state(state, node))
+
+
+async def apply_halt(store: Store, spec: JobSpec, done: int, failed: int) -> str | None:
+    """The halt rule applied: if the job's failures passed ``halt:``, rewrite control.yaml with
+    ``state: halted`` and the reason, and return the reason (None: nothing to do). Called by a
+    worker that notices; a malformed control.yaml is left alone (ControlError)."""
+    data = await store.read(L.CONTROL_FILE)
+    control = parse_control(data or b"", store.where(L.CONTROL_FILE))
+    reason = halt_reason(spec, control, done, failed)
+    if reason is not None:
+        await store.write_atomic(L.CONTROL_FILE, control.with_halt(reason).to_yaml())
+    return reason
+
+
+async def resume_halted(store: Store, failed: int) -> Control | None:
+    """`resume` of a halted job: running, with ``halt_ignore_below: failed`` recorded so it does
+    not halt again until failures grow past the threshold from there. None if not halted."""
+    data = await store.read(L.CONTROL_FILE)
+    control = parse_control(data or b"", store.where(L.CONTROL_FILE))
+    if control.state != "halted":
+        return None
+    new = control.resumed(failed)
+    await store.write_atomic(L.CONTROL_FILE, new.to_yaml())
+    return new
 
 
 async def set_slots(store: Store, node: str, slots: int | None) -> Control:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from .errors import JobError
 from .yamlio import dump_yaml, load_yaml
@@ -27,7 +28,9 @@ class JobSpec:
     file_server: str | None = None
     watch: bool = False
     recurse: bool = True
-    created: str = ""
+    created: str | float = ""  # master epoch seconds (older jobs: local "%Y-%m-%dT%H:%M:%S%z" text)
+    priority: int = 0  # higher first among the jobs of a root (control.yaml's priority wins)
+    halt: str | None = None  # "N" or "N%": the job halts itself when failures pass it
     format: int = FORMAT
     extra: dict = field(default_factory=dict)
 
@@ -54,7 +57,28 @@ class JobSpec:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not timeout > 0):
             raise JobError(f"{where}: timeout: {timeout!r} is not a positive number of seconds")
+        priority = values.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise JobError(f"{where}: priority: {priority!r} is not a whole number")
+        if values.get("halt") is not None:
+            from .errors import UsageError
+            from .halt import parse_halt
+            values["halt"] = str(values["halt"])
+            try:
+                parse_halt(values["halt"], f"{where}: halt")
+            except UsageError as exc:
+                raise JobError(str(exc)) from None
         return cls(**values)
+
+    @property
+    def created_epoch(self) -> float:
+        """When the job was created, in epoch seconds (0 if unknown), old text form included."""
+        if isinstance(self.created, (int, float)) and not isinstance(self.created, bool):
+            return float(self.created)
+        try:
+            return datetime.strptime(str(self.created), "%Y-%m-%dT%H:%M:%S%z").timestamp()
+        except ValueError:
+            return 0.0
 
     def mentions_item(self) -> bool:
         from .runner import mentions_item

@@ -18,6 +18,9 @@ from .errors import JobError
 from .jobspec import JobSpec
 from .store import Store
 
+FINISHED_FILE = "finished.json"  # {"done", "failed", "at"}: the job under a root is finished
+RETRIED_FILE = "retried.json"    # {"count": N}: failed records moved to history by retry
+
 # States a node reports; "lost" is derived (heartbeat older than the lease).
 NODE_STATES = ("starting", "running", "paused", "suspended", "stopping", "stopped", "finished",
                "error", "lost")
@@ -101,6 +104,8 @@ class JobStatus:
     retry_pending: int = 0
     now: float = 0.0
     recount: tuple[int, int] = (0, 0)  # exact (done, failed) of the last full check, if any
+    retried: int = 0  # failed records moved to history by `retry` (retried.json)
+    finished_mark: dict | None = None  # finished.json of a job under a root, if present
 
     @property
     def total(self) -> int:
@@ -114,7 +119,8 @@ class JobStatus:
 
     @property
     def failed(self) -> int:
-        return max(sum(n.failed for n in self.nodes), self.recount[1])
+        # Retried items left the failed records (recount.json is adjusted by retry likewise).
+        return max(sum(n.failed for n in self.nodes) - self.retried, self.recount[1], 0)
 
     @property
     def running(self) -> int:
@@ -128,6 +134,21 @@ class JobStatus:
     @property
     def finished(self) -> bool:
         return self.done + self.failed >= self.total and not self.spec.watch
+
+    @property
+    def priority(self) -> int:
+        """control.yaml's priority, else job.yaml's."""
+        if self.control is not None and self.control.priority is not None:
+            return self.control.priority
+        return self.spec.priority
+
+    @property
+    def state(self) -> str:
+        """The job's state: finished, stopped, halted, paused (suspended too) or running."""
+        if self.finished_mark is not None or self.finished:
+            return "finished"
+        control = self.control.state if self.control else "running"
+        return {"suspended": "paused"}.get(control, control)
 
     def to_dict(self) -> dict:
         lease = self.spec.lease
@@ -174,9 +195,9 @@ async def read_nodes(store: Store, now: float | None = None) -> list[NodeStatus]
 async def read_job_status(store: Store, spec: JobSpec | None = None) -> JobStatus:
     spec = spec or await read_spec(store)
     now = await store.now()
-    nodes, control_data, retry, recount_data = await asyncio.gather(
+    nodes, control_data, retry, recount_data, retried_data, finished_data = await asyncio.gather(
         read_nodes(store, now), store.read(L.CONTROL_FILE), store.listdir(L.RETRY_DIR),
-        store.read(L.RECOUNT_FILE))
+        store.read(L.RECOUNT_FILE), store.read(RETRIED_FILE), store.read(FINISHED_FILE))
     recount = (0, 0)
     try:
         data = json.loads(recount_data) if recount_data else {}
@@ -189,4 +210,22 @@ async def read_job_status(store: Store, spec: JobSpec | None = None) -> JobStatu
     except ControlError as exc:
         error = str(exc)
     retry_pending = len([n for n in retry or () if ".tmp-" not in n])
-    return JobStatus(spec, tuple(nodes), control, error, retry_pending, now, recount)
+    return JobStatus(spec, tuple(nodes), control, error, retry_pending, now, recount,
+                     retried_count(retried_data), json_mapping(finished_data))
+
+
+def json_mapping(data: bytes | None) -> dict | None:
+    """A small JSON object file (finished.json...), None if absent or torn."""
+    try:
+        value = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def retried_count(data: bytes | None) -> int:
+    """retried.json's count (0 if absent or unreadable)."""
+    try:
+        return max(0, int((json_mapping(data) or {}).get("count", 0)))
+    except (TypeError, ValueError):
+        return 0
