@@ -19,6 +19,7 @@ import asyncio
 import json
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from . import layout as L
@@ -219,9 +220,11 @@ def history_path(ident: str, attempt: int) -> str:
     return f"{HISTORY_DIR}/{L.shard(ident)}/{ident}.{attempt}"
 
 
-async def retry_failed(store: Store, exit_code: int | None = None, match: str | None = None) -> int:
-    """Offer the job's failed items (all, or with that exit code, or TEXT in their output) again
-    as new attempts; returns how many. Steps, per batch (docs/protocol.md, "retry"):
+async def retry_failed(store: Store, exit_code: int | None = None, match: str | None = None,
+                       ids: Collection[str] | None = None) -> int:
+    """Offer the job's failed items (all, or with that exit code, or TEXT in their output, or
+    only the items ``ids``: a group of the console's failed view) again as new attempts;
+    returns how many. Steps, per batch (docs/protocol.md, "retry"):
       1. rename failed/ab/<id> -> failed-history/ab/<id>.<attempt>   (kept as history)
       2. retried.json count += the records moved (and recount.json's failed -= them)
       3. write retry/<id>.<attempt+1> with the item's bytes (atomically), for every node to claim
@@ -229,7 +232,9 @@ async def retry_failed(store: Store, exit_code: int | None = None, match: str | 
     once: failed = node counters - retried.count. An item is offered only after it is counted
     out of the failed, so the counters never add up to more than the finished items."""
     await read_spec(store)
-    records = [(i, r) for i, r in await _failed_records(store) if _matches(r, exit_code, match)]
+    wanted = None if ids is None else set(ids)
+    records = [(i, r) for i, r in await _failed_records(store)
+               if (wanted is None or i in wanted) and _matches(r, exit_code, match)]
     todo = []
     for ident, rec in records:
         item = await _item_bytes(store, ident, rec)
