@@ -17,7 +17,9 @@ from typing import Protocol, runtime_checkable
 from worker import layout as L
 from worker.control import Control
 from worker.errors import JobError, PpssError
-from worker.jobops import control_stamp, failed_items, set_slots, set_state, write_control_text
+from worker.jobops import control_stamp, failed_items, resume_halted, set_slots, set_state, write_control_text
+from worker.jobsroot import reopen, retry_failed
+from worker.jobstatus import FINISHED_FILE, read_job_status
 from worker.store import Store
 
 FAILED_LIMIT = 10_000
@@ -25,8 +27,6 @@ TAIL_BYTES = 64 * 1024
 
 
 _TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]+")
-RETRY_MISSING = ("retry needs the jobs-root retry step (`ppss-console retry`, issue 11), "
-                 "which this version does not have yet")
 
 
 @runtime_checkable
@@ -65,6 +65,12 @@ class JobAccess:
             raise JobError(f"{self.store.where('')}: not a ppss job (no {L.JOB_FILE})")
 
     async def set_state(self, state: str, node: str | None = None) -> Control:
+        """As ``ppss-console pause|resume|stop|suspend``: resuming a halted job records the failures
+        so far (it halts again only past the threshold from there) and marks it active again."""
+        if state == "running" and node is None:
+            if await resume_halted(self.store, (await read_job_status(self.store)).failed) is not None:
+                if not await self.store.exists(FINISHED_FILE):
+                    await reopen(self.store)
         return await set_state(self.store, state, node)
 
     async def set_slots(self, node: str, slots: int | None) -> Control:
@@ -85,8 +91,13 @@ class JobAccess:
             raise without_temp_names(exc) from None
 
     async def retry(self, ids: Sequence[str]) -> int:
-        """Put these failed items back in the queue. Not in this version: says what it needs."""
-        raise JobError(RETRY_MISSING)
+        """Run these failed items again as new attempts (``ppss-console retry``'s steps, for
+        exactly these ids); their failed records are kept as history. Returns how many."""
+        await self._require_job()
+        try:
+            return await retry_failed(self.store, ids=ids)
+        except PpssError as exc:
+            raise without_temp_names(exc) from None
 
     async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]:
         return await failed_items(self.store, limit)

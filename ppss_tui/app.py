@@ -9,6 +9,7 @@ only render what the snapshot computed. Changes go through an ``access.ConsoleAc
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -92,6 +93,14 @@ class PpssConsole(App):
 
     def on_master_ready(self, message: MasterReady) -> None:
         self.access = message.access
+
+    def select_job(self, name: str) -> None:
+        """Under a jobs root: show and steer the job NAME (the poller switches, reads it now)."""
+        if self.poller is not None:
+            self.poller.select(name)
+            self.poller.publish()
+        elif self.snapshot is not None and self.snapshot.root and self.snapshot.selected != name:
+            self.snapshot = dataclasses.replace(self.snapshot, selected=name)  # fixed data (tests)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -143,9 +143,44 @@ class RunningView:
 
 PROBLEM_STATES = ("lost", "error")
 PROBLEM_CONNS = (UNREACHABLE, HOSTKEY_CHANGED, HOSTKEY_UNKNOWN, LOGIN_REFUSED)
-# "halted" (paused by a failure threshold) comes with the jobs root (issue 11); until then a job
-# no worker runs says so ("no workers").
-JOB_STATES = ("running", "paused", "suspended", "no workers", "stopped", "finished")
+# "halted": paused by its failure threshold (job.yaml halt:); a job no worker runs says so ("no workers").
+JOB_STATES = ("running", "paused", "halted", "suspended", "no workers", "stopped", "finished")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job of a jobs root, as the jobs list shows it (``worker.jobsroot.JobInfo`` plus rate)."""
+    name: str
+    state: str                        # running | paused | halted | stopped | finished
+    priority: int = 0
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+    created: float = 0.0
+    rate: float | None = None
+    halted: str | None = None         # the reason, when halted
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, (self.done + self.failed) / self.total) if self.total else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the job's rate while it runs; 0 when finished; None otherwise."""
+        if self.state == "finished":
+            return 0.0
+        if self.state != "running":
+            return None
+        return eta_seconds(max(0, self.total - self.done - self.failed), self.rate)
+
+
+def job_rows(infos: Sequence, rates: Mapping[str, "RateMeter"]) -> tuple[JobRow, ...]:
+    """``JobInfo``s of ``worker.jobsroot.list_jobs`` (in its order) with each job's rate."""
+    return tuple(JobRow(i.name, i.state, i.priority, i.total, i.done, i.failed, i.running, i.pending,
+                        i.created, rates[i.name].rate if i.name in rates else None, i.halted)
+                 for i in infos)
 
 
 @dataclass(frozen=True)
@@ -213,6 +248,10 @@ class JobSnapshot:
     taken: float = 0.0                # the console's clock when the master was last read
     recount: tuple[int, int] | None = None   # exact (done, failed) from the last recount
     recount_at: float | None = None
+    halted: str = ""                  # control.yaml's reason when the job halted itself
+    root: str = ""                    # the jobs root shown (empty: the master is a single job)
+    jobs: tuple[JobRow, ...] = ()     # the root's jobs, by priority then age
+    selected: str = ""                # the job of the root the dashboard shows (and keys act on)
 
     def node(self, name: str) -> NodeRow | None:
         for n in self.nodes:
@@ -251,7 +290,7 @@ class JobSnapshot:
             return "finished"
         if self.control_state == "stopped":
             return "stopped"
-        if self.control_state in ("paused", "suspended"):
+        if self.control_state in ("paused", "halted", "suspended"):
             return self.control_state
         live = [n for n in self.nodes if n.live]
         if not live:
@@ -332,5 +371,6 @@ def build_snapshot(job: str, status: JobStatus | None, cluster_nodes: Sequence, 
         claimed=claimed, pending=status.pending, retry_pending=status.retry_pending,
         control_state=control.state if control else "?", control_error=status.control_error,
         rate=rate, history=tuple(job_rate.history) if job_rate else (),
-        eta=eta_seconds(remaining, rate), finished=status.finished, nodes=tuple(rows), taken=taken,
-        recount=recount, recount_at=recount_at)
+        eta=eta_seconds(remaining, rate), finished=status.finished or status.finished_mark is not None,
+        nodes=tuple(rows), taken=taken, recount=recount, recount_at=recount_at,
+        halted=(control.halted or "") if control and control.state == "halted" else "")

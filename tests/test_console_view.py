@@ -269,16 +269,35 @@ def test_mask_item_path_and_name():
     assert tail_end("short", 30) == "short"
 
 
-async def test_failed_view_retry_calls_access_and_says_what_it_needs():
+async def test_failed_view_retry_retries_exactly_the_selected_group():
     access = FakeAccess()
     app = _app(access=access)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f")
         await _settle(pilot)
-        await pilot.press("r")
+        screen = app.screen
+        assert [g.count for g in screen.groups] == [5, 3, 1]
+        await pilot.press("down", "r")  # the second group: exit 137, Killed
         await _settle(pilot)
-        assert access.calls[-1][0] == "retry" and len(access.calls[-1][1]) == 5
-        assert any("retry needs" in n.message for n in app._notifications)
+        assert access.calls[-1] == ("retry", ("00bb0", "01bb1", "02bb2"))
+        assert any("3 items queued again" in n.message for n in app._notifications)
+        await _settle(pilot)
+        assert [g.count for g in screen.groups] == [5, 1] and screen.total == 6  # reloaded
+
+
+async def test_palette_retries_a_failed_group():
+    access = FakeAccess()
+    app = _app(access=access)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f")
+        await _settle(pilot)
+        await pilot.press("ctrl+p")
+        await _settle(pilot)
+        await pilot.press(*"retry failed group 3")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert access.calls[-1] == ("retry", ("ffcc00",))
 
 
 # ---- palette and theme --------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The main screen: job summary, node table, selected node detail, the filter, and the steering keys.
 
+Under a jobs root the root's jobs are listed above the summary (``JobsTable``); the job under
+the cursor there is the one the dashboard shows and every key acts on (``app.select_job``).
+
 The screen holds a reactive snapshot (bound to the app's) and a reactive ``nodeview.View``
 (filter, sort, problems first); the table shows ``view.arrange(snapshot.nodes)``.
 """
@@ -20,7 +23,7 @@ from worker.errors import PpssError
 from .. import format as F
 from ..nodeview import SORTS, View
 from ..snapshot import JobSnapshot
-from ..widgets import JobSummary, NodeDetail, NodeTable
+from ..widgets import JobsTable, JobSummary, NodeDetail, NodeTable
 from .confirm import ConfirmScreen
 from .editor import EditorScreen
 from .failed import FailedScreen
@@ -37,6 +40,7 @@ class MainScreen(Screen):
         Binding("slash", "filter", "Filter", id="filter_nodes", tooltip="filter nodes: a name, or a state (lost)"),
         Binding("f", "failed", "Failed", id="failed_items", tooltip="failed items, grouped by cause"),
         Binding("e", "edit", "Edit", id="edit_control", tooltip="edit control.yaml"),
+        Binding("j", "focus_jobs", "Jobs", id="focus_jobs", tooltip="jobs list <-> nodes (jobs root)"),
         Binding("l", "log", "Log", id="show_log", tooltip="log of the selected node", show=False),
         Binding("p", "set_node_state('paused')", "Pause", id="pause_node", tooltip="pause the selected node"),
         Binding("r", "set_node_state('running')", "Resume", id="resume_node", tooltip="resume the selected node"),
@@ -56,6 +60,8 @@ class MainScreen(Screen):
     view: reactive[View] = reactive(View, always_update=True, init=False)
 
     def compose(self) -> ComposeResult:
+        yield JobsTable(id="jobs")
+        yield Static(id="jobs-note")
         yield JobSummary(id="summary").data_bind(MainScreen.snapshot)
         yield NodeTable(id="nodes")
         yield NodeDetail(id="node-detail")
@@ -69,7 +75,9 @@ class MainScreen(Screen):
         self.render_view()
 
     # ---- rendering -------------------------------------------------------------------------
-    def watch_snapshot(self) -> None:
+    def watch_snapshot(self, old: JobSnapshot | None, new: JobSnapshot | None) -> None:
+        if bool(old and old.root) != bool(new and new.root):
+            self.refresh_bindings()
         self.render_view()
 
     def watch_view(self) -> None:
@@ -81,6 +89,7 @@ class MainScreen(Screen):
             table, line = self.query_one(NodeTable), self.query_one("#view-line", Static)
         except NoMatches:
             return  # not composed yet, or being torn down as the app exits
+        self.render_jobs(snap, force)
         rows = self.view.arrange(snap.nodes) if snap else []
         table.show(rows, force=force)
         default = self.view == View()
@@ -90,11 +99,27 @@ class MainScreen(Screen):
                              + "   (esc clears, o sorts, ! problems first)", "bold"))
         self.show_detail(table.selected)
 
+    def render_jobs(self, snap: JobSnapshot | None, force: bool = False) -> None:
+        jobs, note = self.query_one(JobsTable), self.query_one("#jobs-note", Static)
+        root = bool(snap and snap.root)
+        jobs.display = root and bool(snap.jobs)
+        note.display = root and not snap.jobs
+        if root and snap.jobs:
+            jobs.show(list(snap.jobs), snap.selected, force=force)
+        elif root:
+            note.update(Text(f"no jobs under {snap.root} yet: create one with ppss-console init NAME ...",
+                             "bold yellow"))
+
     def show_detail(self, name: str | None) -> None:
         snap = self.snapshot
         self.query_one(NodeDetail).show(snap.node(name) if snap and name else None, self.app.clock())
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, JobsTable):
+            name, snap = event.data_table.highlighted, self.snapshot
+            if name and snap is not None and snap.root and name != snap.selected:
+                self.app.select_job(name)
+            return
         self.show_detail(event.row_key.value if event.row_key is not None else None)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
@@ -132,6 +157,21 @@ class MainScreen(Screen):
     def action_problems_first(self) -> None:
         self.view = View(self.view.filter, self.view.sort, not self.view.problems_first)
 
+    def action_focus_jobs(self) -> None:
+        jobs = self.query_one(JobsTable)
+        if not jobs.display:
+            self.notify("one job here: the cluster's master is a job, not a jobs root", timeout=4)
+            return
+        (self.query_one(NodeTable) if jobs.has_focus else jobs).focus()
+
+    def action_select_job(self, name: str) -> None:
+        jobs = self.query_one(JobsTable)
+        names = [r.name for r in jobs.jobs]
+        if name in names:
+            jobs.move_cursor(row=names.index(name))
+            jobs.focus()
+        self.app.select_job(name)
+
     def action_select_node(self, name: str) -> None:
         table = self.query_one(NodeTable)
         if name not in [r.name for r in table.rows_shown]:
@@ -140,6 +180,12 @@ class MainScreen(Screen):
         if name in names:
             table.move_cursor(row=names.index(name))
             table.focus()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "focus_jobs":  # only under a jobs root (hidden from the footer otherwise)
+            snap = self.snapshot
+            return bool(snap and snap.root)
+        return True
 
     # ---- helpers ---------------------------------------------------------------------------
     @property

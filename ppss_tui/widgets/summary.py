@@ -59,6 +59,8 @@ class JobSummary(Vertical):
         if state:
             title.append("  ")
             title.append(state, F.STATE_STYLE.get(state, "bold"))
+            if state == "halted" and snap.halted:
+                title.append(f": {snap.halted}", F.STATE_STYLE["halted"])
         if snap.master_state != "up":
             title.append("  master ", "dim")
             title.append(snap.master_state, "bold red")
