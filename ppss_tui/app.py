@@ -42,7 +42,8 @@ class PpssConsole(App):
     def __init__(self, cluster: Cluster, *, clock: Callable[[], float] = time.time, poll: bool = True,
                  snapshot: JobSnapshot | None = None, access=None, interval: float = 1.5,
                  node_interval: float = 3.0, keymap: dict[str, str] | None = None,
-                 recount_every: float | None = 600.0, config_dir: str | None = None) -> None:
+                 recount_every: float | None = 600.0, config_dir: str | None = None,
+                 jobs_interval: float = 3.0) -> None:
         """``config_dir``: where the theme is remembered (None: nowhere, as in tests)."""
         super().__init__()
         self.cluster = cluster
@@ -53,7 +54,8 @@ class PpssConsole(App):
         self.poller: Poller | None = None
         self.snapshots = 0
         self.config_dir = config_dir
-        self._poller_args = dict(interval=interval, node_interval=node_interval, recount_every=recount_every)
+        self._poller_args = dict(interval=interval, node_interval=node_interval, recount_every=recount_every,
+                                 jobs_interval=jobs_interval)
         self._initial_keymap = keymap or {}
         self.intro: list[str] = []
         saved = settings.read_settings(config_dir).get("theme") if config_dir else None
