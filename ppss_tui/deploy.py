@@ -434,7 +434,9 @@ async def cmd_erase(args) -> int:
 
 DEPLOY_TEXT = ("Install the worker on every node of the cluster file, over SSH/SFTP, from wheels prepared "
                "on this machine (nodes need no internet), then check that each node reaches the master.")
-START_TEXT = "Start the deployed worker on every node, detached, unless one already runs for the job."
+START_TEXT = ("Start the deployed worker on every node, detached, unless one already runs for the job. When "
+              "the master is a jobs root (a directory without job.yaml), the worker serves the root: "
+              "ppss-worker ROOT runs every job there, including those created later.")
 ERASE_TEXT = ("Stop the workers and remove the ppss deployment (venv, keys, logs, autostart line, work "
               "directory) from every node.")
 _RESULT = "One result line per node, then a summary. Exit status: 0 every node succeeded; "

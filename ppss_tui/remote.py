@@ -153,7 +153,7 @@ def launcher(master_url: str, node_name: str, slots: int | None, job_hash: str,
               "os.write(fd, b'%d\\n' % os.getpid()); os.close(fd)\n"
               "os.execv(sys.argv[2], sys.argv[2:])\n")
     return f"""#!/bin/sh
-# ppss worker for job {master_url} as node {node_name} (written by ppss-console deploy/start).
+# ppss worker for {master_url} (a job, or a jobs root it serves) as node {node_name} (written by ppss-console deploy/start).
 # Starts the worker detached unless it already runs; prints started=PID or running=PID.
 D=$(cd "$(dirname "$0")" && pwd) || exit 1
 PIDF="$D/worker-{job_hash}.pid"

@@ -18,6 +18,7 @@ from worker import jobsroot as R
 from worker.errors import EXIT_OK, JobError, UsageError
 from worker.fleet import update_fleet
 from worker.jobsroot import JobView
+from worker.jobstatus import read_job_status
 from worker.store import Store, open_store
 
 from .context import effective_cluster, require_known_hosts
@@ -43,13 +44,16 @@ async def open_in_parent(args) -> tuple[Store, JobView]:
     cluster = _cluster(args)
     path = cluster.master.path.rstrip("/") or "/"
     parent_path, name = posixpath.split(path)
-    if not name:
-        raise UsageError(f"{cluster.master.display()}: not a job directory")
-    parent = dataclasses.replace(cluster.master, path=parent_path or "/")
+    if not name or name == "~" or not parent_path:
+        # "/" or the login home itself: no parent to see it through (and no root above it).
+        parent_path, name = path, "."
+    parent = dataclasses.replace(cluster.master, path=parent_path)
     store = await open_store(parent, cluster.identity, cluster.known_hosts, reconnect=False)
-    view = JobView(store, name)
+    view = JobView(store, name, in_root=False)
     try:
-        if bare_name(args):
+        if name == ".":
+            pass
+        elif bare_name(args):
             R.check_job_name(name)
             view.in_root = await R.is_root(store)
         else:
@@ -111,11 +115,15 @@ async def cmd_retry(args) -> int:
     store, job = await open_in_parent(args)
     try:
         count = await R.retry_failed(job, exit_code=args.exit, match=args.match)
+        status = await read_job_status(job)
     finally:
         await store.close()
     which = "" if args.exit is None and args.match is None else " matching"
     print(f"{args.address.display()}: {count}{which} failed items offered again"
-          + ("" if count else " (nothing to retry)"))
+          + ("" if count else " (nothing to retry)")
+          + f"; now {status.done}/{status.total} done, {status.failed} failed, {status.pending} pending")
+    if count and not job.in_root:
+        print(f"run them with: ppss-console start, or ppss-worker {args.address.display()}")
     return EXIT_OK
 
 

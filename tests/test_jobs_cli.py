@@ -47,6 +47,7 @@ def jobs_json(site: Path, cluster=None) -> list[dict]:
 
 
 def test_init_name_under_a_root_marks_it_active_and_jobs_lists_it(local_site):
+    assert_one_line_error(at(local_site, "jobs"), 4, "no such directory", "init NAME")
     r = at(local_site, "init", "j1", "--source-file", "items", "--command", "true", "--priority", "3",
            "--halt", "20%")
     assert_ok(r)
@@ -171,7 +172,7 @@ def test_retry_by_exit_and_text_over_ssh_then_a_rerun_records_each_item_once(ssh
         [("j", "finished", 3, 3, 0)]
     r = at(site, "retry", "j", "--exit", "7")
     assert_ok(r)
-    assert "1 matching failed items offered again" in r.stdout
+    assert "1 matching failed items offered again; now 3/6 done, 2 failed, 1 pending" in r.stdout
     status = json.loads(at(site, "status", "j", "--json").stdout)  # right at once
     assert (status["done"], status["failed"], status["pending"]) == (3, 2, 1)
     assert jobs_json(site)[0]["state"] == "running" and (root / "active" / "j").exists()

@@ -121,7 +121,9 @@ def test_control_halted_priority_round_trip_and_old_files_unchanged():
 def test_a_halt_wins_over_a_node_set_running():
     control = Control("running", {"n1": NodeControl("running"), "n2": NodeControl("stopped")})
     halted = control.with_halt("3 failed")
-    assert halted.for_node("n1")[0] == "halted" and halted.for_node("n2")[0] == "stopped"
+    # a worker pauses for a halt (and the console still shows the job halted, with its reason)
+    assert halted.for_node("n1")[0] == "paused" and halted.for_node("n2")[0] == "stopped"
+    assert halted.for_node("other")[0] == "paused" and halted.state == "halted"
 
 
 def test_jobspec_priority_halt_and_created_old_and_new():
@@ -224,6 +226,7 @@ async def test_init_under_a_root_and_list_jobs_by_priority_then_age(root, tmp_pa
     assert list(infos[1].to_dict()) == ["name", "state", "priority", "total", "done", "failed",
                                        "running", "pending", "created"]
     assert infos[1].to_dict()["pending"] == len(ITEMS) and infos[1].created <= time.time() + 1
+    assert infos[1].status is not None and infos[1].status.spec.halt == "50%"  # for the console's view
     spec = JobSpec.from_yaml((tmp_path / "root" / "high" / "job.yaml").read_bytes(), "job.yaml")
     assert spec.priority == 5 and spec.halt == "50%" and abs(spec.created_epoch - time.time()) < 60
     # a directory that is not a job is no job; a listing never fails on it
@@ -238,7 +241,9 @@ async def test_mark_finished_writes_the_record_then_leaves_active(root):
     assert (data["done"], data["failed"]) == (4, 2) and data["at"] > 0
     assert await R.list_active(root) == []
     infos = await R.list_jobs(root)  # finished jobs are listed from the whole root
-    assert [(j.name, j.state) for j in infos] == [("j", "finished")]
+    # from finished.json alone (the nodes reported nothing): no status read for a finished job
+    assert [(j.name, j.state, j.done, j.failed, j.pending, j.running) for j in infos] == \
+        [("j", "finished", 4, 2, 0, 0)]
 
 
 async def test_retry_by_exit_code_then_by_text_then_all_done_exactly_once(root, tmp_path):
@@ -359,3 +364,24 @@ def test_job_names_under_a_root():
     for bad in ("active", "nodes", ".trash-x", "-x", "a/b", "", "x" * 200, "fleet.yaml", "a b"):
         with pytest.raises(UsageError):
             R.check_job_name(bad)
+
+
+async def test_a_real_worker_treats_a_halted_job_as_paused(root, tmp_path):
+    from ppss_helpers import finish, start_worker, wait_for
+    job = await make_job(root, "h", items=[b"a", b"b"], command='printf "%s\\n" "$ITEM" >> "$LOG"')
+    await job.write_atomic(L.CONTROL_FILE, Control().with_halt("3 failed").to_yaml())
+    proc = start_worker(root.path("h"), "--slots", "2", "--node-name", "n1", "-q", env=env_for(tmp_path))
+    try:
+        status_file = tmp_path / "root" / "h" / L.NODES_DIR / "n1.json"
+        wait_for(lambda: status_file.exists() and json.loads(status_file.read_bytes())["state"] == "paused",
+                 20, "the worker paused by the halt")
+        time.sleep(1.5)
+        assert not (tmp_path / "ran.log").exists()  # nothing started while halted
+        await resume_halted(job, 0)
+        code, _, err = finish(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, err
+    assert sorted((tmp_path / "ran.log").read_bytes().splitlines()) == [b"a", b"b"]

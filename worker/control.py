@@ -23,6 +23,7 @@ from .errors import JobError
 from .yamlio import dump_yaml, load_yaml
 
 STATES = ("running", "paused", "halted", "suspended", "stopped")
+SET_STATES = ("running", "paused", "suspended", "stopped")  # what an operator sets (a worker halts)
 HEADER = ("# ppss control file: edit with `ppss-console pause|resume|stop|suspend` or the console.\n"
           "# state: running | paused | halted | suspended | stopped; nodes: per-node overrides {state, slots}.\n")
 EXTRA_KEYS = ("halted", "halt_ignore_below", "priority")
@@ -47,7 +48,8 @@ class Control:
     priority: int | None = None  # overrides job.yaml's priority
 
     def for_node(self, node: str) -> tuple[str, int | None]:
-        """The effective (state, slots override) for a node."""
+        """The effective (state, slots override) for a node. A halt is what a worker does for it:
+        ``paused`` (the job's own ``state``/``halted`` keep the reason for the operator)."""
         override = self.nodes.get(node)
         state = self.state
         if override and override.state:
@@ -55,11 +57,11 @@ class Control:
             state = "stopped" if self.state == "stopped" else override.state
             if self.state == "halted" and state == "running":
                 state = "halted"
-        return state, override.slots if override else None
+        return "paused" if state == "halted" else state, override.slots if override else None
 
     def with_state(self, state: str, node: str | None = None) -> "Control":
         if state not in STATES:
-            raise ControlError(f"unknown state {state!r} (one of {', '.join(STATES)})")
+            raise ControlError(f"unknown state {state!r} (one of {', '.join(SET_STATES)})")
         if node is None:
             # A job-wide change clears per-node state overrides (slots stay).
             nodes = {n: NodeControl(None, c.slots) for n, c in self.nodes.items() if c.slots is not None}
@@ -125,7 +127,7 @@ def parse_control(text: bytes | str, where: str = "control.yaml") -> Control:
                            f"(expected state, nodes, {', '.join(EXTRA_KEYS)})")
     state = data.get("state", "running")
     if state not in STATES:
-        raise ControlError(f"{where}: state: {state!r} is not one of {', '.join(STATES)}")
+        raise ControlError(f"{where}: state: {state!r} is not one of {', '.join(SET_STATES)}")
     nodes_data = data.get("nodes") or {}
     if not isinstance(nodes_data, dict):
         raise ControlError(f"{where}: nodes: expected a mapping of node name to {{state, slots}}")
@@ -139,7 +141,7 @@ def parse_control(text: bytes | str, where: str = "control.yaml") -> Control:
             raise ControlError(f"{where}: nodes.{name}: unknown key {sorted(map(str, bad))[0]!r}")
         nstate = entry.get("state")
         if nstate is not None and nstate not in STATES:
-            raise ControlError(f"{where}: nodes.{name}.state: {nstate!r} is not one of {', '.join(STATES)}")
+            raise ControlError(f"{where}: nodes.{name}.state: {nstate!r} is not one of {', '.join(SET_STATES)}")
         slots = entry.get("slots")
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= 4096):
             raise ControlError(f"{where}: nodes.{name}.slots: {slots!r} is not a whole number from 0 to 4096")

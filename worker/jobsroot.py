@@ -20,13 +20,15 @@ import json
 import re
 import secrets
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import layout as L
 from .errors import JobError, UsageError
 from .fleet import FLEET_FILE
-from .jobstatus import (FINAL_STATES, FINISHED_FILE, RETRIED_FILE, JobStatus, read_job_status, read_nodes,
-                        read_spec, retried_count)
+from .control import ControlError, parse_control
+from .jobspec import JobSpec
+from .jobstatus import (FINAL_STATES, FINISHED_FILE, RETRIED_FILE, JobStatus, json_mapping, read_job_status,
+                        read_nodes, read_spec, retried_count)
 from .store import Store
 
 ACTIVE_DIR = "active"
@@ -119,7 +121,8 @@ async def mark_active(store: Store, name: str) -> None:
 
 async def mark_finished(store: Store, name: str, done: int, failed: int, at: float | None = None) -> None:
     """The end-of-job check found NAME finished: write finished.json (atomically), THEN remove
-    active/NAME (a crash between leaves it active: the next worker's check writes it again)."""
+    active/NAME (a crash between leaves it active: the next worker's check writes it again).
+    ``done``/``failed`` are the job's counts, failed net of retried (as JobStatus counts them)."""
     job = job_store(store, name)
     if at is None:
         at = await job.now()
@@ -140,6 +143,7 @@ class JobInfo:
     pending: int
     created: float
     halted: str | None = None  # the reason, when halted
+    status: JobStatus | None = field(default=None, compare=False, repr=False)  # None: from finished.json
 
     def to_dict(self) -> dict:
         return {"name": self.name, "state": self.state, "priority": self.priority, "total": self.total,
@@ -151,27 +155,44 @@ def job_info(name: str, status: JobStatus) -> JobInfo:
     control = status.control
     return JobInfo(name, status.state, status.priority, status.total, status.done, status.failed,
                    status.running, status.pending, status.spec.created_epoch,
-                   control.halted if control is not None and control.state == "halted" else None)
+                   control.halted if control is not None and control.state == "halted" else None, status)
 
 
 async def list_jobs(store: Store) -> list[JobInfo]:
     """Every job of the root (active/ and every subdirectory with job.yaml), with its counts and
-    state, by priority (highest first) then age (oldest first)."""
+    state, by priority (highest first) then age (oldest first). A finished job (finished.json)
+    costs three small reads; the others a full status read."""
     entries = await store.scandir("")
     if entries is None:
         raise JobError(f"{store.where('')}: no such directory (a jobs root is made by ppss-console init NAME)")
     names = {e.name for e in entries if e.is_dir and valid_job_name(e.name)} | set(await list_active(store))
     names = sorted(names)
-    flags = []
-    for i in range(0, len(names), BATCH):
-        flags += await asyncio.gather(*(is_job(store, n) for n in names[i:i + BATCH]))
-    jobs = [n for n, ok in zip(names, flags) if ok]
     infos: list[JobInfo] = []
-    for i in range(0, len(jobs), 16):
-        statuses = await asyncio.gather(*(read_job_status(job_store(store, n)) for n in jobs[i:i + 16]))
-        infos += [job_info(n, s) for n, s in zip(jobs[i:i + 16], statuses)]
+    for i in range(0, len(names), 16):
+        found = await asyncio.gather(*(_job_info(store, n) for n in names[i:i + 16]))
+        infos += [info for info in found if info is not None]
     infos.sort(key=lambda j: (-j.priority, j.created, j.name))
     return infos
+
+
+async def _job_info(store: Store, name: str) -> JobInfo | None:
+    job = job_store(store, name)
+    spec_data, finished_data, control_data = await asyncio.gather(
+        job.read(L.JOB_FILE), job.read(FINISHED_FILE), job.read(L.CONTROL_FILE))
+    if spec_data is None:
+        return None  # not a job (or one being created: job.yaml comes last)
+    spec = JobSpec.from_yaml(spec_data, job.where(L.JOB_FILE))
+    finished = json_mapping(finished_data)
+    if finished is None:
+        return job_info(name, await read_job_status(job, spec))
+    try:
+        control = parse_control(control_data or b"", job.where(L.CONTROL_FILE))
+    except ControlError:
+        control = None
+    priority = control.priority if control is not None and control.priority is not None else spec.priority
+    done, failed = int(finished.get("done", 0) or 0), int(finished.get("failed", 0) or 0)
+    return JobInfo(name, "finished", priority, max(spec.total, done + failed), done, failed, 0, 0,
+                   spec.created_epoch)
 
 
 def _matches(rec: dict, exit_code: int | None, match: str | None) -> bool:
