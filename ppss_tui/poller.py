@@ -6,6 +6,8 @@ No Textual here (tests/test_console_headless.py): the app passes ``on_snapshot``
 * The master: one ``Store`` (``worker.store.open_store``: one SSH connection with SFTP, reused,
   reconnecting). Each poll reads job.yaml once, then the node status files, control.yaml and
   the retry queue: work proportional to the number of nodes, never to the number of items.
+  ``statusread.StatusReader`` reads only the status files that changed and parses them (and a
+  snapshot of many nodes is built) in a worker thread: the screen answers keys meanwhile.
   An exact recount of the done/failed records runs now and then, in its own task.
 * Each node: one SSH connection of its own (``worker.sshconn.connect``, at most
   ``CONNECT_LIMIT`` handshakes at once to stay under sshd's MaxStartups), kept open and reused;
@@ -40,19 +42,24 @@ from worker.store import Store, open_store
 from .access import JobAccess
 from .snapshot import (CONNECTING, JobSnapshot, UNREACHABLE, UP, NodeHealth, RateMeter, build_snapshot,
                        classify_connect_error, job_rows, parse_proc)
+from .statusread import StatusReader, blocking
 
 CONNECT_LIMIT = 8
 MASTER_TIMEOUT = 10.0
 NODE_TIMEOUT = 8.0
 PROBE_COMMAND = "cat /proc/loadavg /proc/meminfo"
 RECOUNT_EVERY = 600.0
+THREAD_BUILD_NODES = 200   # a snapshot of more nodes is built in a worker thread
 
 
 class Poller:
     def __init__(self, cluster, on_snapshot: Callable[[JobSnapshot], None],
                  on_master: Callable[[JobAccess], None] = lambda access: None, clock: Callable[[], float] = time.time,
                  interval: float = 1.5, node_interval: float = 3.0, recount_every: float | None = RECOUNT_EVERY,
-                 connect_limit: int = CONNECT_LIMIT, probe_nodes: bool = True, jobs_interval: float = 3.0) -> None:
+                 connect_limit: int = CONNECT_LIMIT, probe_nodes: bool = True, jobs_interval: float = 3.0,
+                 offload: bool = True) -> None:
+        """``offload=False``: read every status file each poll and parse and build on the event
+        loop (the way before ``statusread``; bench/console_scale.py's baseline)."""
         self.cluster = cluster
         self.on_snapshot = on_snapshot
         self.on_master = on_master
@@ -71,6 +78,9 @@ class Poller:
         self.jobs_interval = jobs_interval
         self.jobs_at: float | None = None
         self.selected = ""
+        self.offload = offload
+        self.reader = StatusReader(threads=offload)
+        self._build_lock = asyncio.Lock()
         self.spec: JobSpec | None = None
         self.status = None
         self.master_state = CONNECTING
@@ -130,10 +140,20 @@ class Poller:
     def publish(self) -> None:
         self.on_snapshot(self.snapshot())
 
+    async def build(self) -> JobSnapshot:
+        """A snapshot; of many nodes, built in a worker thread (no poll result lands meanwhile)."""
+        if not self.offload or len(self.health) + len(self.node_rates) < THREAD_BUILD_NODES:
+            return self.snapshot()
+        async with self._build_lock:
+            return await asyncio.to_thread(self.snapshot)
+
+    async def publish_async(self) -> None:
+        self.on_snapshot(await self.build())
+
     async def publish_loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.publish()
+            await self.publish_async()
 
     # ---- the master -----------------------------------------------------------------------
     async def open_master(self) -> None:
@@ -156,6 +176,7 @@ class Poller:
         self.store = job_store(self.root, name)
         self.job = f"{self.cluster.master.display().rstrip('/')}/{name}"
         self.spec = self.status = None
+        self.reader = StatusReader(threads=self.offload)
         self.job_rate, self.node_rates = RateMeter(), {}
         self.recount = self.recount_at = None
         self.on_master(JobAccess(self.store))
@@ -163,7 +184,10 @@ class Poller:
 
     async def poll_jobs(self) -> None:
         """The root's jobs with their counts; a rate each; the first job selected if none is."""
-        self.jobs = await list_jobs(self.root)
+        if self.offload and blocking(self.root):
+            self.jobs = await asyncio.to_thread(asyncio.run, list_jobs(self.root))
+        else:
+            self.jobs = await list_jobs(self.root)
         self.jobs_at = now = self.clock()
         for info in self.jobs:
             self.jobs_rates.setdefault(info.name, RateMeter()).add(now, info.done + info.failed)
@@ -187,11 +211,12 @@ class Poller:
             if store is None:
                 self.master_state, self.master_error, self.taken = UP, "", self.clock()
                 return
-            spec = self.spec or await read_spec(store)
-            status = await read_job_status(store, spec)
+            spec, reader = self.spec or await read_spec(store), self.reader
+            status = await (reader.read(store, spec) if self.offload else read_job_status(store, spec))
         if store is self.store:  # not switched to another job meanwhile
             self.spec = spec
-            self.record(status, self.clock())
+            async with self._build_lock:
+                self.record(status, self.clock())
 
     def record(self, status, now: float) -> None:
         self.status, self.taken = status, now
@@ -218,7 +243,7 @@ class Poller:
             except (OSError, asyncssh.Error) as exc:
                 self.master_state, self.master_error = "error", f"{self.job}: {exc}"
                 delay = min(30.0, delay * 2)
-            self.publish()
+            await self.publish_async()
             if (self.recount_every and self.store is not None and self.spec is not None
                     and (recount is None or recount.done())
                     and (self.recount_at is None or self.clock() - self.recount_at >= self.recount_every)):
