@@ -301,3 +301,20 @@ async def test_status_reader_equals_read_job_status_and_rereads_only_changed_fil
     # A removed node disappears.
     path.unlink()
     assert "n3" not in {n.name for n in (await reader.read(store, spec)).nodes}
+
+
+async def test_status_reader_reads_a_file_grown_since_the_listing_whole(tmp_path):
+    import dataclasses
+    from ppss_tui.statusread import StatusReader
+    from worker.jobstatus import read_spec
+    from worker.store import LocalStore
+    await _job_with_statuses(tmp_path, 4)
+
+    class ListsShorter(LocalStore):  # the listing saw n1.json before a longer rewrite
+        async def scandir(self, rel):
+            entries = await super().scandir(rel)
+            return [dataclasses.replace(e, size=e.size - 7) if e.name == "n1.json" else e for e in entries]
+    store = ListsShorter(str(tmp_path))
+    status = await StatusReader(threads=False).read(store, await read_spec(store))
+    assert {n.name for n in status.nodes} == {"n0", "n1", "n2", "n3"}
+    assert next(n for n in status.nodes if n.name == "n1").done == 1
