@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How long one console refresh takes with 1,000 nodes and a million items, and how fast keys answer.
 
-    python3 bench/console_scale.py [--nodes 1000] [--total 1000000] [--refreshes 20] [--changing 0.1] [--no-ssh]
-                                   [--only new|old]
+    python3 bench/console_scale.py [--nodes 1000] [--total 1000000] [--refreshes 20] [--changing 0.1]
+                                   [--idle 0.0] [--no-ssh] [--only new|old]
 
 Builds a fake job on a local master: ``init_job`` with a few items, then job.yaml's total set to
 a million, and one status file per node (4 running items and 2 claimed ahead each, as a busy
@@ -91,12 +91,16 @@ async def make_job(root: Path, n_nodes: int, total: int) -> None:
     write_statuses(root, n_nodes, 0)
 
 
-def write_statuses(root: Path, n_nodes: int, step: int, changing: float = 1.0) -> None:
+def write_statuses(root: Path, n_nodes: int, step: int, changing: float = 1.0, idle: float = 0.0) -> None:
     """Every node's status file rewritten (its heartbeat, as workers do every second); the
-    counts and running items change for about ``changing`` of the nodes per step."""
+    counts and running items change for about ``changing`` of the nodes per step. The last
+    ``idle`` share of the nodes (their workers finished or gone) are written once, then left."""
     now = time.time()
     period = max(1, round(1 / changing)) if changing > 0 else 10**9
+    busy = n_nodes - round(idle * n_nodes)
     for n in range(n_nodes):
+        if n >= busy and step > 1:
+            continue
         r = n % period
         k = (step + period - r) // period if r else step // period   # how often this node progressed
         name = f"node{n:03d}"
@@ -180,7 +184,7 @@ async def measure(label: str, master_url: str, store, root: Path, args, modes: l
         for step in range((args.refreshes + 1) * len(modes)):
             mode = modes[step % len(modes)]
             m, poller = ms[mode], pollers[mode]
-            write_statuses(root, args.nodes, step + 1, args.changing)
+            write_statuses(root, args.nodes, step + 1, args.changing, args.idle)
             before, painted, rendered = counting.calls, table.rows_repainted, table.lines_rendered
             await refresh(app, pilot, poller, key, m)
             if step < len(modes):  # a poller's first refresh reads job.yaml (and adds the rows)
@@ -206,7 +210,7 @@ def report(label: str, args, m: dict) -> dict:
     totals = [a + b + c for a, b, c in zip(m["polls"], m["builds"], m["renders"])]
     mean = statistics.mean
     print(f"\n{label}: {args.nodes} nodes, total {args.total:,} items, {args.refreshes} refreshes, "
-          f"{args.changing:.0%} of the nodes changing per refresh")
+          f"{args.changing:.0%} of the nodes changing per refresh, {args.idle:.0%} idle")
     print(f"  poll    {stats(m['polls'])}   ({mean(m['requests']):.0f} store requests per poll, "
           f"{mean(m['files']):.0f} status files read)")
     print(f"  build   {stats(m['builds'])}")
@@ -229,6 +233,8 @@ async def main() -> None:
     p.add_argument("--total", type=int, default=1_000_000)
     p.add_argument("--refreshes", type=int, default=20)
     p.add_argument("--changing", type=float, default=0.1, help="share of the nodes changing per refresh")
+    p.add_argument("--idle", type=float, default=0.0,
+                   help="share of the nodes whose status files stop changing (finished or gone workers)")
     p.add_argument("--no-ssh", action="store_true", help="only the local master")
     p.add_argument("--json", action="store_true", help="also print the summary as JSON")
     p.add_argument("--only", choices=("old", "new"), help="measure only one way of polling")
