@@ -33,7 +33,7 @@ import asyncssh
 
 from worker.errors import ConnectError, PpssError
 from worker.jobspec import JobSpec
-from worker.jobsroot import JobInfo, is_root, job_store, list_jobs
+from worker.jobsroot import JobInfo, is_root, job_info, job_store, list_jobs
 from worker.jobstatus import read_job_status, read_spec
 from worker.reconcile import count_records
 from worker.sshconn import connect
@@ -134,8 +134,12 @@ class Poller:
                               self.recount, self.recount_at)
         if self.root is None:
             return snap
+        jobs, rates = self.jobs, self.jobs_rates
+        if self.status is not None and self.selected:  # the selected job's row as fresh as its dashboard
+            jobs = [job_info(j.name, self.status) if j.name == self.selected else j for j in jobs]
+            rates = {**rates, self.selected: self.job_rate}
         return dataclasses.replace(snap, root=self.cluster.master.display(), selected=self.selected,
-                                   jobs=job_rows(self.jobs, self.jobs_rates))
+                                   jobs=job_rows(jobs, rates))
 
     def publish(self) -> None:
         self.on_snapshot(self.snapshot())

@@ -318,3 +318,23 @@ async def test_status_reader_reads_a_file_grown_since_the_listing_whole(tmp_path
     status = await StatusReader(threads=False).read(store, await read_spec(store))
     assert {n.name for n in status.nodes} == {"n0", "n1", "n2", "n3"}
     assert next(n for n in status.nodes if n.name == "n1").done == 1
+
+
+# ---- the jobs list's figures ------------------------------------------------------------------
+
+def test_job_rows_eta_and_short_counts():
+    from console_data import jobs
+    from ppss_tui.snapshot import JobRow
+    from ppss_tui.widgets.jobstable import job_columns, progress
+    rows = {r.name: r for r in jobs()}
+    assert rows["wav2mp3"].eta == pytest.approx((100_000 - 32_339 - 11) / 7.1)
+    assert F.job_eta(rows["thumbnails"]) == "12% failed"     # a halt shows its reason
+    assert F.job_eta(rows["reindex"]) == "paused" and F.job_eta(rows["old-export"]) == "stopped"
+    assert F.job_eta(rows["nightly-2026-11-25"]) == "done"
+    assert F.job_eta(JobRow("x", "running", total=10)) == "—"   # no rate yet
+    assert [F.short_count(n) for n in (0, 9_999, 10_000, 32_350, 100_000, 1_250_000)] == \
+        ["0", "9,999", "10k", "32.4k", "100k", "1.2M"]
+    assert progress(rows["wav2mp3"]) == " 32% 32.4k/100k"
+    # At 80 columns the jobs list keeps name, state, progress, rate and ETA.
+    assert job_columns(80, list(rows.values()))[:5] == ("name", "state", "progress", "rate", "eta")
+    assert "prio" in job_columns(200, list(rows.values()))
