@@ -235,3 +235,18 @@ def test_pause_fleet_node_writes_fleet_yaml_over_ssh(ssh_site):
     assert yaml.safe_load((root / "fleet.yaml").read_text())["nodes"] == {"n1": {"state": "running"}}
     # the job's own control.yaml is untouched by fleet commands
     assert parse_control((root / "j" / L.CONTROL_FILE).read_bytes()) == Control()
+
+
+async def test_the_consoles_failed_view_retries_a_group_by_id(local_site):
+    """The console's JobAccess.retry (the failed view's `r` on a group) takes retry's steps."""
+    from ppss_tui.access import JobAccess
+    from worker.store import LocalStore
+    assert_ok(at(local_site, "init", "j", "--source-file", "items", "--command", COMMAND))
+    job = local_site / "root" / "j"
+    res = run_worker(str(job), "--slots", "2", "-q", env=worker_env(local_site))
+    assert res.returncode == 1, res.stderr
+    group = [L.item_id(b"bad-3"), L.item_id(b"bad-4")]
+    assert await JobAccess(LocalStore(str(job))).retry(group) == 2
+    assert sorted(p.name for p in (job / L.RETRY_DIR).iterdir()) == sorted(f"{i}.2" for i in group)
+    assert json.loads(at(local_site, "status", "j", "--json").stdout)["failed"] == 1
+    assert (local_site / "root" / "active" / "j").exists()

@@ -385,3 +385,14 @@ async def test_a_real_worker_treats_a_halted_job_as_paused(root, tmp_path):
             proc.wait()
     assert code == 0, err
     assert sorted((tmp_path / "ran.log").read_bytes().splitlines()) == [b"a", b"b"]
+
+
+async def test_retry_by_ids_and_through_the_jobs_own_address_marks_it_active(root, tmp_path):
+    await make_job(root, "j")
+    assert run_local(root, "j", tmp_path) == 1
+    await R.mark_finished(root, "j", 3, 3)
+    direct = LocalStore(root.path("j"))  # the job's own address, as the console opens it
+    assert await R.retry_failed(direct, ids=[L.item_id(b"bad-3"), "0" * 24]) == 1
+    assert await R.list_active(root) == ["j"]
+    assert [f.name for f in (tmp_path / "root" / "j" / L.RETRY_DIR).iterdir()] == [f"{L.item_id(b'bad-3')}.2"]
+    assert (await read_job_status(direct)).failed == 2

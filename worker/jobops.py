@@ -44,7 +44,7 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
                    retries: int = 0, lease: float = 60.0, transfer: str = "shared",
                    output_dir: str | None = None, file_server: str | None = None,
                    watch: bool = False, recurse: bool = True,
-                   chunk_size: int = L.CHUNK_SIZE, priority: int = 0, timeout: float | None = None,
+                   chunk_size: int = L.CHUNK_SIZE, timeout: float | None = None, priority: int = 0,
                    halt: str | None = None) -> InitResult:
     if not command.strip():
         raise UsageError("--command is empty")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import posixpath
 import re
 import secrets
 from collections.abc import Collection
@@ -219,10 +220,12 @@ async def _failed_records(store: Store) -> list[tuple[str, dict]]:
     return out
 
 
-async def _item_bytes(store: Store, ident: str, rec: dict) -> bytes | None:
-    if "item" in rec:
-        return L.item_from_json(str(rec["item"]))
-    return None
+def _item_bytes(ident: str, rec: dict) -> bytes | None:
+    """The item of a failed record, if the record holds it and it is the item of ``ident``."""
+    if "item" not in rec:
+        return None
+    item = L.item_from_json(str(rec["item"]))
+    return item if L.item_id(item) == ident else None
 
 
 async def _add_count(store: Store, rel: str, key: str, delta: int) -> None:
@@ -244,8 +247,8 @@ def history_path(ident: str, attempt: int) -> str:
 async def retry_failed(store: Store, exit_code: int | None = None, match: str | None = None,
                        ids: Collection[str] | None = None) -> int:
     """Offer the job's failed items (all, or with that exit code, or TEXT in their output, or
-    only the items ``ids``: a group of the console's failed view) again as new attempts;
-    returns how many. Steps, per batch (docs/protocol.md, "retry"):
+    those ``ids``: a group of the console's failed view) again as new attempts; returns how many.
+    Steps, per batch (docs/protocol.md, "retry"):
       1. rename failed/ab/<id> -> failed-history/ab/<id>.<attempt>   (kept as history)
       2. retried.json count += the records moved (and recount.json's failed -= them)
       3. write retry/<id>.<attempt+1> with the item's bytes (atomically), for every node to claim
@@ -255,11 +258,11 @@ async def retry_failed(store: Store, exit_code: int | None = None, match: str | 
     await read_spec(store)
     wanted = None if ids is None else set(ids)
     records = [(i, r) for i, r in await _failed_records(store)
-               if (wanted is None or i in wanted) and _matches(r, exit_code, match)]
+               if _matches(r, exit_code, match) and (wanted is None or i in wanted)]
     todo = []
     for ident, rec in records:
-        item = await _item_bytes(store, ident, rec)
-        if item is None or L.item_id(item) != ident:
+        item = _item_bytes(ident, rec)
+        if item is None:
             continue  # a torn record without the item: a full check rewrites it (repaired)
         todo.append((ident, int(rec.get("attempt") or 1), item))
     moved_total = 0
@@ -293,11 +296,19 @@ async def _to_history(store: Store, ident: str, attempt: int) -> bool:
 
 
 async def reopen(store: Store) -> None:
-    """The job has work again: remove finished.json, then (under a root) create active/NAME."""
+    """The job has work again: remove finished.json, then (under a root) create active/NAME.
+    A job opened by its own address is under a root when its parent has active/ and no job.yaml
+    (reached as ``../``, so the console's view of a job needs no root store)."""
     await store.remove(FINISHED_FILE)
     parent = root_of(store)
     if parent:
         await mark_active(*parent)
+        return
+    name = posixpath.basename(store.root.rstrip("/"))
+    if isinstance(store, JobView) or not valid_job_name(name):
+        return
+    if await store.exists(f"../{ACTIVE_DIR}") and not await store.exists(f"../{L.JOB_FILE}"):
+        await store.write(f"../{ACTIVE_DIR}/{name}", b"")
 
 
 async def live_holders(store: Store) -> list[str]:
