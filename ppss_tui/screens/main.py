@@ -27,12 +27,13 @@ from ..widgets import JobsTable, JobSummary, NodeDetail, NodeTable
 from .confirm import ConfirmScreen
 from .editor import EditorScreen
 from .failed import FailedScreen
+from .jobsroot import JobsRootMixin
 from .log import LogScreen
 
 HEADER_SORTS = {"name": "name", "failed": "failed", "rate": "rate", "beat": "heartbeat"}
 
 
-class MainScreen(Screen):
+class MainScreen(JobsRootMixin, Screen):
     # Footer order: the first ones stay visible at 80 columns.
     BINDINGS = [
         Binding("question_mark", "app.help", "Help", id="help", tooltip="this help"),
@@ -99,26 +100,13 @@ class MainScreen(Screen):
                              + "   (esc clears, o sorts, ! problems first)", "bold"))
         self.show_detail(table.selected)
 
-    def render_jobs(self, snap: JobSnapshot | None, force: bool = False) -> None:
-        jobs, note = self.query_one(JobsTable), self.query_one("#jobs-note", Static)
-        root = bool(snap and snap.root)
-        jobs.display = root and bool(snap.jobs)
-        note.display = root and not snap.jobs
-        if root and snap.jobs:
-            jobs.show(list(snap.jobs), snap.selected, force=force)
-        elif root:
-            note.update(Text(f"no jobs under {snap.root} yet: create one with ppss-console init NAME ...",
-                             "bold yellow"))
-
     def show_detail(self, name: str | None) -> None:
         snap = self.snapshot
         self.query_one(NodeDetail).show(snap.node(name) if snap and name else None, self.app.clock())
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if isinstance(event.data_table, JobsTable):
-            name, snap = event.data_table.highlighted, self.snapshot
-            if name and snap is not None and snap.root and name != snap.selected:
-                self.app.select_job(name)
+            self.job_highlighted(event.data_table)
             return
         self.show_detail(event.row_key.value if event.row_key is not None else None)
 
@@ -157,21 +145,6 @@ class MainScreen(Screen):
     def action_problems_first(self) -> None:
         self.view = View(self.view.filter, self.view.sort, not self.view.problems_first)
 
-    def action_focus_jobs(self) -> None:
-        jobs = self.query_one(JobsTable)
-        if not jobs.display:
-            self.notify("one job here: the cluster's master is a job, not a jobs root", timeout=4)
-            return
-        (self.query_one(NodeTable) if jobs.has_focus else jobs).focus()
-
-    def action_select_job(self, name: str) -> None:
-        jobs = self.query_one(JobsTable)
-        names = [r.name for r in jobs.jobs]
-        if name in names:
-            jobs.move_cursor(row=names.index(name))
-            jobs.focus()
-        self.app.select_job(name)
-
     def action_select_node(self, name: str) -> None:
         table = self.query_one(NodeTable)
         if name not in [r.name for r in table.rows_shown]:
@@ -180,12 +153,6 @@ class MainScreen(Screen):
         if name in names:
             table.move_cursor(row=names.index(name))
             table.focus()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "focus_jobs":  # only under a jobs root (hidden from the footer otherwise)
-            snap = self.snapshot
-            return bool(snap and snap.root)
-        return True
 
     # ---- helpers ---------------------------------------------------------------------------
     @property
