@@ -67,7 +67,7 @@ class PpssConsole(App):
             self.set_keymap(self._initial_keymap)
         self.push_screen(MainScreen(id="main").data_bind(PpssConsole.snapshot))
         if self.intro:
-            self.notify("\n".join(self.intro), title="ppss demo", timeout=20)
+            self.notify("\n".join(self.intro), title="ppss demo", timeout=8)
         if self.poll:
             self.poller = Poller(self.cluster, lambda snap: self.post_message(SnapshotReady(snap)),
                                  lambda access: self.post_message(MasterReady(access)),

@@ -67,9 +67,10 @@ class JobSummary(Vertical):
             title.append(snap.master_state, "bold red")
         if snap.taken:
             title.append(f"  updated {F.age(max(0.0, now - snap.taken))}", "dim")
-        if snap.command:
+        if snap.command:  # one line, cut at the width: the whole command is in job.yaml and `e`
             title.append("\ncommand ", "dim")
-            title.append(snap.command)
+            title.append(" ".join(snap.command.split()))
+        title.no_wrap, title.overflow = True, "ellipsis"
         set_text(self.query_one("#job-title", Static), title)
         set_text(self.query_one("#percent", Static), Text(f" {100 * snap.fraction:.0f}%", "bold"), fixed=True)
 
