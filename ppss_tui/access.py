@@ -10,6 +10,7 @@ both follow the protocol, method by method).
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -18,7 +19,7 @@ from worker import layout as L
 from worker.control import Control
 from worker.errors import JobError, PpssError
 from worker.jobops import control_stamp, failed_items, resume_halted, set_slots, set_state, write_control_text
-from worker.jobsroot import reopen, retry_failed
+from worker.jobsroot import ACTIVE_DIR, reopen, retry_failed, root_of, valid_job_name
 from worker.jobstatus import FINISHED_FILE, read_job_status
 from worker.store import Store
 
@@ -95,9 +96,21 @@ class JobAccess:
         exactly these ids); their failed records are kept as history. Returns how many."""
         await self._require_job()
         try:
-            return await retry_failed(self.store, ids=ids)
+            n = await retry_failed(self.store, ids=ids)
+            if n and root_of(self.store) is None:
+                await self._mark_active_in_parent_root()
+            return n
         except PpssError as exc:
             raise without_temp_names(exc) from None
+
+    async def _mark_active_in_parent_root(self) -> None:
+        """A job opened by its own address whose directory sits in a jobs root (the parent holds
+        active/ and no job.yaml): mark it active there, as ``ppss-console retry`` does, so the
+        serving workers take the retried items up."""
+        name = posixpath.basename(self.store.root.rstrip("/"))
+        if (valid_job_name(name) and await self.store.exists(f"../{ACTIVE_DIR}")
+                and not await self.store.exists(f"../{L.JOB_FILE}")):
+            await self.store.write(f"../{ACTIVE_DIR}/{name}", b"")
 
     async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]:
         return await failed_items(self.store, limit)

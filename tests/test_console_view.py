@@ -385,3 +385,26 @@ async def test_names_and_items_are_never_markup():
         table = app.screen.query_one(NodeTable)
         assert table.get_cell("n[1]", "current").plain == "[bold]x[/bold] [link=y]"
         assert "[bold]x[/bold]" in _screen_text(app)
+
+
+@pytest.mark.parametrize("in_root", [True, False])
+async def test_retry_of_a_job_opened_by_its_address_marks_it_active_in_its_root(tmp_path, in_root):
+    import json
+    from ppss_tui.access import JobAccess
+    from worker import layout as L
+    from worker.jobops import init_job
+    from worker.store import LocalStore
+    root = tmp_path / "root"
+    root.mkdir()
+    if in_root:
+        (root / "active").mkdir()
+    store = LocalStore(str(root / "j"))
+    await init_job(store, "true", [b"x1", b"x2"], "file", "-")
+    ident = L.item_id(b"x1")
+    (root / "j" / L.FAILED_DIR / L.shard(ident)).mkdir(parents=True, exist_ok=True)
+    rec = {"id": ident, "item": L.item_to_json(b"x1"), "exit": 3, "attempt": 1, "node": "n1", "output_tail": "no"}
+    (root / "j" / L.failed_path(ident)).write_text(json.dumps(rec))
+    assert await JobAccess(store).retry([ident]) == 1
+    assert (root / "active" / "j").exists() == in_root   # serving workers take it up again
+    assert not (root / "j" / L.failed_path(ident)).exists()
+    assert len(list((root / "j" / L.RETRY_DIR).iterdir())) == 1
