@@ -408,3 +408,32 @@ async def test_retry_of_a_job_opened_by_its_address_marks_it_active_in_its_root(
     assert (root / "active" / "j").exists() == in_root   # serving workers take it up again
     assert not (root / "j" / L.failed_path(ident)).exists()
     assert len(list((root / "j" / L.RETRY_DIR).iterdir())) == 1
+
+
+async def test_jobs_root_j_and_cursor_select_the_job_the_stop_names():
+    from console_data import root_snapshot
+    from ppss_tui.widgets import JobsTable
+    app = _app(root_snapshot())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(pilot)
+        jobs = app.screen.query_one(JobsTable)
+        assert jobs.display and jobs.highlighted == "wav2mp3" and not jobs.has_focus
+        await pilot.press("j", "down")
+        await _settle(pilot)
+        assert jobs.has_focus and app.snapshot.selected == "thumbnails"
+        assert "▶ thumbnails" in _screen_text(app)
+        await pilot.press("s")
+        await _settle(pilot)
+        assert "Stop the job thumbnails?" in _screen_text(app)
+        await pilot.press("escape")
+        await pilot.press("j")
+        assert app.screen.query_one(NodeTable).has_focus
+
+
+async def test_single_job_hides_the_jobs_list_and_j():
+    app = _app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(pilot)
+        from ppss_tui.widgets import JobsTable
+        assert not app.screen.query_one(JobsTable).display
+        assert "j Jobs" not in _screen_text(app)

@@ -197,11 +197,14 @@ class MainScreen(JobsRootMixin, Screen):
         if access is None:
             return
 
+        snap = self.snapshot
+        job = f"job {snap.selected}" if snap and snap.root and snap.selected else "job"
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._change("job: stopped (running items finish, then workers exit)",
+                self._change(f"{job}: stopped (running items finish, then workers exit)",
                              lambda: access.set_state("stopped"))
-        self.app.push_screen(ConfirmScreen("Stop the job?\n\nEvery worker lets its running items finish, "
+        self.app.push_screen(ConfirmScreen(f"Stop the {job}?\n\nEvery worker lets its running items finish, "
                                            "then exits. Resume (R) and restart the workers to go on.",
                                            yes="Stop"), answered)
 
