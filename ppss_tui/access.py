@@ -10,6 +10,7 @@ both follow the protocol, method by method).
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -17,8 +18,9 @@ from typing import Protocol, runtime_checkable
 from worker import layout as L
 from worker.control import Control
 from worker.errors import JobError, PpssError
-from worker.jobops import control_stamp, failed_items, set_slots, set_state, write_control_text
-from worker.jobsroot import retry_failed
+from worker.jobops import control_stamp, failed_items, resume_halted, set_slots, set_state, write_control_text
+from worker.jobsroot import ACTIVE_DIR, reopen, retry_failed, root_of, valid_job_name
+from worker.jobstatus import FINISHED_FILE, read_job_status
 from worker.store import Store
 
 FAILED_LIMIT = 10_000
@@ -26,8 +28,6 @@ TAIL_BYTES = 64 * 1024
 
 
 _TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]+")
-RETRY_MISSING = ("retry needs the jobs-root retry step (`ppss-console retry`, issue 11), "
-                 "which this version does not have yet")
 
 
 @runtime_checkable
@@ -66,6 +66,12 @@ class JobAccess:
             raise JobError(f"{self.store.where('')}: not a ppss job (no {L.JOB_FILE})")
 
     async def set_state(self, state: str, node: str | None = None) -> Control:
+        """As ``ppss-console pause|resume|stop|suspend``: resuming a halted job records the failures
+        so far (it halts again only past the threshold from there) and marks it active again."""
+        if state == "running" and node is None:
+            if await resume_halted(self.store, (await read_job_status(self.store)).failed) is not None:
+                if not await self.store.exists(FINISHED_FILE):
+                    await reopen(self.store)
         return await set_state(self.store, state, node)
 
     async def set_slots(self, node: str, slots: int | None) -> Control:
@@ -86,8 +92,25 @@ class JobAccess:
             raise without_temp_names(exc) from None
 
     async def retry(self, ids: Sequence[str]) -> int:
-        """Put these failed items back in the queue (``ppss-console retry``'s steps, by id)."""
-        return await retry_failed(self.store, ids=ids)
+        """Run these failed items again as new attempts (``ppss-console retry``'s steps, for
+        exactly these ids); their failed records are kept as history. Returns how many."""
+        await self._require_job()
+        try:
+            n = await retry_failed(self.store, ids=ids)
+            if n and root_of(self.store) is None:
+                await self._mark_active_in_parent_root()
+            return n
+        except PpssError as exc:
+            raise without_temp_names(exc) from None
+
+    async def _mark_active_in_parent_root(self) -> None:
+        """A job opened by its own address whose directory sits in a jobs root (the parent holds
+        active/ and no job.yaml): mark it active there, as ``ppss-console retry`` does, so the
+        serving workers take the retried items up."""
+        name = posixpath.basename(self.store.root.rstrip("/"))
+        if (valid_job_name(name) and await self.store.exists(f"../{ACTIVE_DIR}")
+                and not await self.store.exists(f"../{L.JOB_FILE}")):
+            await self.store.write(f"../{ACTIVE_DIR}/{name}", b"")
 
     async def failed(self, limit: int = FAILED_LIMIT) -> list[dict]:
         return await failed_items(self.store, limit)

@@ -9,6 +9,7 @@ only render what the snapshot computed. Changes go through an ``access.ConsoleAc
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -41,7 +42,8 @@ class PpssConsole(App):
     def __init__(self, cluster: Cluster, *, clock: Callable[[], float] = time.time, poll: bool = True,
                  snapshot: JobSnapshot | None = None, access=None, interval: float = 1.5,
                  node_interval: float = 3.0, keymap: dict[str, str] | None = None,
-                 recount_every: float | None = 600.0, config_dir: str | None = None) -> None:
+                 recount_every: float | None = 600.0, config_dir: str | None = None,
+                 jobs_interval: float = 3.0) -> None:
         """``config_dir``: where the theme is remembered (None: nowhere, as in tests)."""
         super().__init__()
         self.cluster = cluster
@@ -52,7 +54,8 @@ class PpssConsole(App):
         self.poller: Poller | None = None
         self.snapshots = 0
         self.config_dir = config_dir
-        self._poller_args = dict(interval=interval, node_interval=node_interval, recount_every=recount_every)
+        self._poller_args = dict(interval=interval, node_interval=node_interval, recount_every=recount_every,
+                                 jobs_interval=jobs_interval)
         self._initial_keymap = keymap or {}
         self.intro: list[str] = []
         saved = settings.read_settings(config_dir).get("theme") if config_dir else None
@@ -92,6 +95,14 @@ class PpssConsole(App):
 
     def on_master_ready(self, message: MasterReady) -> None:
         self.access = message.access
+
+    def select_job(self, name: str) -> None:
+        """Under a jobs root: show and steer the job NAME (the poller switches, reads it now)."""
+        if self.poller is not None:
+            self.poller.select(name)
+            self.poller.publish()
+        elif self.snapshot is not None and self.snapshot.root and self.snapshot.selected != name:
+            self.snapshot = dataclasses.replace(self.snapshot, selected=name)  # fixed data (tests)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -14,6 +14,17 @@ def count(n: int) -> str:
     return f"{n:,}"
 
 
+def short_count(n: int) -> str:
+    """A count in few characters: 9,999 as is, then 12.3k, 100k, 1.2M."""
+    if n < 10_000:
+        return f"{n:,}"
+    for size, unit in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
+        if n >= size:
+            v = n / size
+            return f"{v:.1f}{unit}" if v < 100 and v != int(v) else f"{v:.0f}{unit}"
+    return str(n)
+
+
 def rate(r: float | None) -> str:
     if r is None:
         return "-"
@@ -28,7 +39,7 @@ def eta(snapshot: JobSnapshot) -> str:
     state = snapshot.job_state
     if state == "finished":
         return "finished"
-    if state in ("paused", "suspended"):
+    if state in ("paused", "halted", "suspended"):
         return state
     if not snapshot.eta_known:
         return NO_VALUE
@@ -94,7 +105,25 @@ CONN_STYLE = {UP: "green", CONNECTING: "yellow", UNREACHABLE: "bold red", HOSTKE
 
 STATE_STYLE = {"running": "green", "paused": "yellow", "suspended": "magenta", "stopping": "yellow",
                "stopped": "dim", "finished": "blue", "error": "bold red", "lost": "bold red",
-               "starting": "cyan", "no worker": "dim", "no workers": "bold yellow"}
+               "starting": "cyan", "no worker": "dim", "no workers": "bold yellow", "halted": "bold yellow"}
+
+
+def seconds_left(seconds: float | None) -> str:
+    """An ETA in a table cell: "—" unknown, "done" at 0, else 42 s, 5 min, 3 h, 2 d."""
+    if seconds is None:
+        return NO_VALUE
+    if seconds <= 0:
+        return "done"
+    return short_age(seconds) if seconds >= 5 else "< 5 s"
+
+
+def job_eta(row) -> str:
+    """A jobs-list row's ETA: its state (a halt's reason) when it does not run."""
+    if row.state == "halted" and row.halted:
+        return row.halted
+    if row.state in ("paused", "halted", "stopped"):
+        return row.state
+    return seconds_left(row.eta)
 
 
 def conn(row: NodeRow) -> str:

@@ -6,10 +6,16 @@ No Textual here (tests/test_console_headless.py): the app passes ``on_snapshot``
 * The master: one ``Store`` (``worker.store.open_store``: one SSH connection with SFTP, reused,
   reconnecting). Each poll reads job.yaml once, then the node status files, control.yaml and
   the retry queue: work proportional to the number of nodes, never to the number of items.
+  ``statusread.StatusReader`` reads only the status files that changed and parses them (and a
+  snapshot of many nodes is built) in a worker thread: the screen answers keys meanwhile.
   An exact recount of the done/failed records runs now and then, in its own task.
 * Each node: one SSH connection of its own (``worker.sshconn.connect``, at most
   ``CONNECT_LIMIT`` handshakes at once to stay under sshd's MaxStartups), kept open and reused;
   one exec per poll (``cat /proc/loadavg /proc/meminfo``) for the load and free memory.
+
+* A jobs root (the cluster's ``master:`` holds no job.yaml, ``worker.jobsroot``): the same
+  connection lists the root's jobs every ``jobs_interval`` (``list_jobs``: state and counts
+  per job, a rate each) and polls the selected job as above; ``select(name)`` switches it.
 
 Every loop is sequential (a poll never overlaps the previous one) and every network step has
 a timeout, so a slow or dead host only makes its own row stale. A separate publisher posts a
@@ -19,6 +25,7 @@ snapshot every interval whatever the hosts do, so the screen never freezes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -26,6 +33,7 @@ import asyncssh
 
 from worker.errors import ConnectError, PpssError
 from worker.jobspec import JobSpec
+from worker.jobsroot import JobInfo, is_root, job_info, job_store, list_jobs
 from worker.jobstatus import read_job_status, read_spec
 from worker.reconcile import count_records
 from worker.sshconn import connect
@@ -33,20 +41,25 @@ from worker.store import Store, open_store
 
 from .access import JobAccess
 from .snapshot import (CONNECTING, JobSnapshot, UNREACHABLE, UP, NodeHealth, RateMeter, build_snapshot,
-                       classify_connect_error, parse_proc)
+                       classify_connect_error, job_rows, parse_proc)
+from .statusread import StatusReader, blocking
 
 CONNECT_LIMIT = 8
 MASTER_TIMEOUT = 10.0
 NODE_TIMEOUT = 8.0
 PROBE_COMMAND = "cat /proc/loadavg /proc/meminfo"
 RECOUNT_EVERY = 600.0
+THREAD_BUILD_NODES = 200   # a snapshot of more nodes is built in a worker thread
 
 
 class Poller:
     def __init__(self, cluster, on_snapshot: Callable[[JobSnapshot], None],
                  on_master: Callable[[JobAccess], None] = lambda access: None, clock: Callable[[], float] = time.time,
                  interval: float = 1.5, node_interval: float = 3.0, recount_every: float | None = RECOUNT_EVERY,
-                 connect_limit: int = CONNECT_LIMIT, probe_nodes: bool = True) -> None:
+                 connect_limit: int = CONNECT_LIMIT, probe_nodes: bool = True, jobs_interval: float = 3.0,
+                 offload: bool = True) -> None:
+        """``offload=False``: read every status file each poll and parse and build on the event
+        loop (the way before ``statusread``; bench/console_scale.py's baseline)."""
         self.cluster = cluster
         self.on_snapshot = on_snapshot
         self.on_master = on_master
@@ -57,7 +70,17 @@ class Poller:
         self.probe_nodes = probe_nodes
         self.connect_sem = asyncio.Semaphore(connect_limit)
         self.job = cluster.master.display()
-        self.store: Store | None = None
+        self.conn_store: Store | None = None   # what open_store gave: the job, or the jobs root
+        self.store: Store | None = None        # the job polled (None: a root with no job selected)
+        self.root: Store | None = None         # the jobs root, if the master is one
+        self.jobs: list[JobInfo] = []
+        self.jobs_rates: dict[str, RateMeter] = {}
+        self.jobs_interval = jobs_interval
+        self.jobs_at: float | None = None
+        self.selected = ""
+        self.offload = offload
+        self.reader = StatusReader(threads=offload)
+        self._build_lock = asyncio.Lock()
         self.spec: JobSpec | None = None
         self.status = None
         self.master_state = CONNECTING
@@ -91,8 +114,9 @@ class Poller:
         for conn in self.conns.values():
             conn.close()
         self.conns.clear()
-        if self.store is not None:
-            store, self.store = self.store, None
+        self.store = self.root = None
+        if self.conn_store is not None:
+            store, self.conn_store = self.conn_store, None
             try:
                 async with asyncio.timeout(5):
                     await store.close()
@@ -105,34 +129,98 @@ class Poller:
 
     # ---- snapshots --------------------------------------------------------------------------
     def snapshot(self):
-        return build_snapshot(self.job, self.status, self.cluster.nodes, self.health, self.job_rate,
+        snap = build_snapshot(self.job, self.status, self.cluster.nodes, self.health, self.job_rate,
                               self.node_rates, self.taken, self.master_state, self.master_error,
                               self.recount, self.recount_at)
+        if self.root is None:
+            return snap
+        jobs, rates = self.jobs, self.jobs_rates
+        if self.status is not None and self.selected:  # the selected job's row as fresh as its dashboard
+            jobs = [job_info(j.name, self.status) if j.name == self.selected else j for j in jobs]
+            rates = {**rates, self.selected: self.job_rate}
+        return dataclasses.replace(snap, root=self.cluster.master.display(), selected=self.selected,
+                                   jobs=job_rows(jobs, rates))
 
     def publish(self) -> None:
         self.on_snapshot(self.snapshot())
 
+    async def build(self) -> JobSnapshot:
+        """A snapshot; of many nodes, built in a worker thread (no poll result lands meanwhile)."""
+        if not self.offload or len(self.health) + len(self.node_rates) < THREAD_BUILD_NODES:
+            return self.snapshot()
+        async with self._build_lock:
+            return await asyncio.to_thread(self.snapshot)
+
+    async def publish_async(self) -> None:
+        self.on_snapshot(await self.build())
+
     async def publish_loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            self.publish()
+            await self.publish_async()
 
     # ---- the master -----------------------------------------------------------------------
     async def open_master(self) -> None:
         m = self.cluster.master
         async with asyncio.timeout(MASTER_TIMEOUT):
-            self.store = await open_store(m, self.cluster.identity, self.cluster.known_hosts)
+            store = await open_store(m, self.cluster.identity, self.cluster.known_hosts)
+            self.conn_store = store
+            root = await is_root(store)
+        if root:
+            self.root = store
+        else:
+            self.store = store
+            self.on_master(JobAccess(store))
+
+    def select(self, name: str) -> None:
+        """Show (and steer) the root's job NAME from now on; its rates start over."""
+        if self.root is None or name == self.selected:
+            return
+        self.selected = name
+        self.store = job_store(self.root, name)
+        self.job = f"{self.cluster.master.display().rstrip('/')}/{name}"
+        self.spec = self.status = None
+        self.reader = StatusReader(threads=self.offload)
+        self.job_rate, self.node_rates = RateMeter(), {}
+        self.recount = self.recount_at = None
         self.on_master(JobAccess(self.store))
+        self.kick()
+
+    async def poll_jobs(self) -> None:
+        """The root's jobs with their counts; a rate each; the first job selected if none is."""
+        if self.offload and blocking(self.root):
+            self.jobs = await asyncio.to_thread(asyncio.run, list_jobs(self.root))
+        else:
+            self.jobs = await list_jobs(self.root)
+        self.jobs_at = now = self.clock()
+        for info in self.jobs:
+            self.jobs_rates.setdefault(info.name, RateMeter()).add(now, info.done + info.failed)
+        names = [j.name for j in self.jobs]
+        if self.selected not in names and names:
+            busy = [j.name for j in self.jobs if j.state != "finished"]
+            self.select((busy or names)[0])
+        elif not names:  # the last job was removed
+            self.selected, self.store, self.status = "", None, None
 
     async def poll_master(self) -> None:
-        """One poll: job.yaml once, then status files, control.yaml and the retry queue."""
-        if self.store is None:
+        """One poll: job.yaml once, then status files, control.yaml and the retry queue (and
+        under a jobs root, the list of jobs every ``jobs_interval``)."""
+        if self.conn_store is None:
             await self.open_master()
         async with asyncio.timeout(MASTER_TIMEOUT):
-            if self.spec is None:
-                self.spec = await read_spec(self.store)
-            status = await read_job_status(self.store, self.spec)
-        self.record(status, self.clock())
+            if self.root is not None and (self.jobs_at is None or self.store is None
+                                          or self.clock() - self.jobs_at >= self.jobs_interval):
+                await self.poll_jobs()
+            store = self.store
+            if store is None:
+                self.master_state, self.master_error, self.taken = UP, "", self.clock()
+                return
+            spec, reader = self.spec or await read_spec(store), self.reader
+            status = await (reader.read(store, spec) if self.offload else read_job_status(store, spec))
+        if store is self.store:  # not switched to another job meanwhile
+            self.spec = spec
+            async with self._build_lock:
+                self.record(status, self.clock())
 
     def record(self, status, now: float) -> None:
         self.status, self.taken = status, now
@@ -159,7 +247,7 @@ class Poller:
             except (OSError, asyncssh.Error) as exc:
                 self.master_state, self.master_error = "error", f"{self.job}: {exc}"
                 delay = min(30.0, delay * 2)
-            self.publish()
+            await self.publish_async()
             if (self.recount_every and self.store is not None and self.spec is not None
                     and (recount is None or recount.done())
                     and (self.recount_at is None or self.clock() - self.recount_at >= self.recount_every)):
@@ -173,9 +261,11 @@ class Poller:
 
     async def do_recount(self) -> None:
         """Exact done/failed from the record directories (lists them: only now and then)."""
-        self.recount_at = self.clock()
+        self.recount_at, store = self.clock(), self.store
         try:
-            self.recount = await count_records(self.store)
+            recount = await count_records(store)
+            if store is self.store:
+                self.recount = recount
         except (PpssError, OSError, asyncssh.Error):
             pass
 

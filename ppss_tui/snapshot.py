@@ -8,6 +8,7 @@ a ``JobSnapshot`` by hand.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -143,9 +144,44 @@ class RunningView:
 
 PROBLEM_STATES = ("lost", "error")
 PROBLEM_CONNS = (UNREACHABLE, HOSTKEY_CHANGED, HOSTKEY_UNKNOWN, LOGIN_REFUSED)
-# "halted" (paused by a failure threshold) comes with the jobs root (issue 11); until then a job
-# no worker runs says so ("no workers").
-JOB_STATES = ("running", "paused", "suspended", "no workers", "stopped", "finished")
+# "halted": paused by its failure threshold (job.yaml halt:); a job no worker runs says so ("no workers").
+JOB_STATES = ("running", "paused", "halted", "suspended", "no workers", "stopped", "finished")
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job of a jobs root, as the jobs list shows it (``worker.jobsroot.JobInfo`` plus rate)."""
+    name: str
+    state: str                        # running | paused | halted | stopped | finished
+    priority: int = 0
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    pending: int = 0
+    created: float = 0.0
+    rate: float | None = None
+    halted: str | None = None         # the reason, when halted
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, (self.done + self.failed) / self.total) if self.total else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the job's rate while it runs; 0 when finished; None otherwise."""
+        if self.state == "finished":
+            return 0.0
+        if self.state != "running":
+            return None
+        return eta_seconds(max(0, self.total - self.done - self.failed), self.rate)
+
+
+def job_rows(infos: Sequence, rates: Mapping[str, "RateMeter"]) -> tuple[JobRow, ...]:
+    """``JobInfo``s of ``worker.jobsroot.list_jobs`` (in its order) with each job's rate."""
+    return tuple(JobRow(i.name, i.state, i.priority, i.total, i.done, i.failed, i.running, i.pending,
+                        i.created, rates[i.name].rate if i.name in rates else None, i.halted)
+                 for i in infos)
 
 
 @dataclass(frozen=True)
@@ -213,6 +249,10 @@ class JobSnapshot:
     taken: float = 0.0                # the console's clock when the master was last read
     recount: tuple[int, int] | None = None   # exact (done, failed) from the last recount
     recount_at: float | None = None
+    halted: str = ""                  # control.yaml's reason when the job halted itself
+    root: str = ""                    # the jobs root shown (empty: the master is a single job)
+    jobs: tuple[JobRow, ...] = ()     # the root's jobs, by priority then age
+    selected: str = ""                # the job of the root the dashboard shows (and keys act on)
 
     def node(self, name: str) -> NodeRow | None:
         for n in self.nodes:
@@ -251,7 +291,7 @@ class JobSnapshot:
             return "finished"
         if self.control_state == "stopped":
             return "stopped"
-        if self.control_state in ("paused", "suspended"):
+        if self.control_state in ("paused", "halted", "suspended"):
             return self.control_state
         live = [n for n in self.nodes if n.live]
         if not live:
@@ -279,6 +319,15 @@ class JobSnapshot:
         return (extra_done, extra_failed) if extra_done > 0 or extra_failed > 0 else None
 
 
+@functools.lru_cache(maxsize=8192)
+def running_views(running: tuple) -> tuple[RunningView, ...]:
+    """A node's running items as shown, by slot. Cached: a node's running items stay the same
+    over many refreshes, and decoding and shortening item names is most of a 1,000-node build."""
+    return tuple(RunningView(r.lock, L.parse_lock_name(r.lock)[0],
+                             L.display_item(L.item_from_json(r.item), 120), r.slot, r.started)
+                 for r in sorted(running, key=lambda r: r.slot))
+
+
 def build_snapshot(job: str, status: JobStatus | None, cluster_nodes: Sequence, health: Mapping[str, NodeHealth],
                    job_rate: RateMeter | None, node_rates: Mapping[str, RateMeter], taken: float,
                    master_state: str = UP, master_error: str = "",
@@ -300,9 +349,7 @@ def build_snapshot(job: str, status: JobStatus | None, cluster_nodes: Sequence, 
         meter = node_rates.get(name)
         if st is not None:
             live = st.effective_state(lease) not in ("lost", *FINAL_STATES)
-            running = tuple(RunningView(r.lock, L.parse_lock_name(r.lock)[0],
-                                        L.display_item(L.item_from_json(r.item), 120), r.slot, r.started)
-                            for r in sorted(st.running, key=lambda r: r.slot)) if live else ()
+            running = running_views(st.running) if live else ()
         rows.append(NodeRow(
             name=name,
             host=spec.label() if spec else (st.host if st else "-"),
@@ -332,5 +379,6 @@ def build_snapshot(job: str, status: JobStatus | None, cluster_nodes: Sequence, 
         claimed=claimed, pending=status.pending, retry_pending=status.retry_pending,
         control_state=control.state if control else "?", control_error=status.control_error,
         rate=rate, history=tuple(job_rate.history) if job_rate else (),
-        eta=eta_seconds(remaining, rate), finished=status.finished, nodes=tuple(rows), taken=taken,
-        recount=recount, recount_at=recount_at)
+        eta=eta_seconds(remaining, rate), finished=status.finished or status.finished_mark is not None,
+        nodes=tuple(rows), taken=taken, recount=recount, recount_at=recount_at,
+        halted=(control.halted or "") if control and control.state == "halted" else "")

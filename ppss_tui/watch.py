@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable
 
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, UsageError
-from worker.jobstatus import read_job_status, read_spec
+from worker.jobstatus import read_spec
 
 from . import format as F
 from .snapshot import JobSnapshot, RateMeter, build_snapshot
+from .statusread import StatusReader
 
 BAR = 24
 
@@ -59,10 +60,10 @@ async def run(args, store, out=None, clock: Callable[[], float] = time.time) -> 
     out = out or sys.stdout
     tty = out.isatty()
     spec = await read_spec(store)
-    meter = RateMeter()
+    meter, reader = RateMeter(), StatusReader(threads=False)  # only changed status files each time
     last, key = "", None
     while True:
-        status = await read_job_status(store, spec)
+        status = await reader.read(store, spec)
         now = clock()
         meter.add(now, status.done + status.failed)
         snap = build_snapshot(store.label, status, (), {}, meter, {}, now)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ppss_tui.clusterfile import parse_cluster
-from ppss_tui.snapshot import (HOSTKEY_CHANGED, LOGIN_REFUSED, UNREACHABLE, UP, JobSnapshot,
+import dataclasses
+
+from ppss_tui.snapshot import (HOSTKEY_CHANGED, LOGIN_REFUSED, UNREACHABLE, UP, JobRow, JobSnapshot,
                                NodeRow, RunningView)
-from ppss_tui.access import RETRY_MISSING
 from worker.control import ControlError, parse_control
-from worker.errors import JobError
 
 NOW = 1_700_000_000.0
 FINGERPRINT = "SHA256:n8CmJRtqJ3s4B3uVv0y8m3Qx1q0aZ2f7hYbq6cYdE1w"
@@ -70,6 +70,27 @@ def snapshot() -> JobSnapshot:
         history=(0.0, 2.5, 4.0, 6.1, 7.3, 7.0, 6.8, 7.4, 7.9, 7.2, 6.5, 7.1, 7.3, 7.0, 7.1),
         eta=(total - done - failed) / 7.1, nodes=nodes, taken=NOW - 1.0,
         recount=(done + 3, failed), recount_at=NOW - 240)  # a crashed node's counters lag by 3
+
+
+ROOT = "ppss@master:22/srv/jobs"
+
+
+def jobs() -> tuple[JobRow, ...]:
+    """A jobs root's list, in list_jobs' order (priority, then age): one of each state."""
+    return (
+        JobRow("urgent-fix", "running", 10, 2_000, 1_310, 12, 8, 670, NOW - 600, 3.5),
+        JobRow("wav2mp3", "running", 0, 100_000, 32_339, 11, 11, 67_639, NOW - 86_400, 7.1),
+        JobRow("thumbnails", "halted", 0, 40_000, 9_000, 1_210, 0, 29_790, NOW - 7_200, None,
+               "12% failed"),
+        JobRow("reindex", "paused", 0, 5_000, 2_500, 0, 0, 2_500, NOW - 3_600, None),
+        JobRow("nightly-2026-11-25", "finished", 0, 12_000, 11_990, 10, 0, 0, NOW - 90_000, None),
+        JobRow("old-export", "stopped", -1, 800, 120, 3, 0, 677, NOW - 200_000, None),
+    )
+
+
+def root_snapshot() -> JobSnapshot:
+    """The dashboard of wav2mp3 under a jobs root, with the root's jobs listed above it."""
+    return dataclasses.replace(snapshot(), job=f"{ROOT}/wav2mp3", root=ROOT, jobs=jobs(), selected="wav2mp3")
 
 
 def failed_records() -> list[dict]:
@@ -132,8 +153,11 @@ class FakeAccess:
         return list(self.records)
 
     async def retry(self, ids):
+        """As the real one: those failed records leave the list; returns how many."""
         self.calls.append(("retry", tuple(ids)))
-        raise JobError(RETRY_MISSING)
+        before = len(self.records)
+        self.records = [r for r in self.records if r.get("id") not in set(ids)]
+        return before - len(self.records)
 
     async def item_log(self, ident):
         return f"# id: {ident}\nsome output\n"

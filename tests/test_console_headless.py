@@ -13,7 +13,8 @@ from console_data import FakeAccess
 from ppss_tui.access import ConsoleAccess, JobAccess
 
 HEADLESS = ("ppss_tui.poller", "ppss_tui.snapshot", "ppss_tui.access", "ppss_tui.format", "ppss_tui.nodeview",
-            "ppss_tui.failgroups", "ppss_tui.settings", "ppss_tui.clusterfile", "ppss_tui.watch", "ppss_tui.failedcmd")
+            "ppss_tui.failgroups", "ppss_tui.settings", "ppss_tui.clusterfile", "ppss_tui.watch", "ppss_tui.failedcmd",
+            "ppss_tui.statusread")
 
 
 @pytest.mark.parametrize("module", HEADLESS)

@@ -235,3 +235,106 @@ async def test_editor_validates_and_refuses_a_concurrent_edit():
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.id == "main"
+
+
+# ---- statusread: the poller's incremental read equals read_job_status --------------------------
+
+async def _job_with_statuses(root, n: int):
+    import os
+    from worker import layout as L
+    from worker.jobops import init_job
+    from worker.store import LocalStore
+    await init_job(LocalStore(str(root)), "true", [b"a", b"b", b"c"], "file", "-")
+    old = NOW - 3600
+    for i in range(n):
+        st = NodeStatus(f"n{i}", "finished" if i % 2 else "running", slots=2, done=i, failed=i % 3,
+                        running=(RunningItem(f"{i:04x}", '"a"', 0, old),) if i % 2 == 0 else (), updated=old)
+        path = root / L.NODES_DIR / f"n{i}.json"
+        path.write_bytes(st.to_json())
+        os.utime(path, (old, old))
+    (root / L.NODES_DIR / "torn.json").write_bytes(b'{"name": ')
+    os.utime(root / L.NODES_DIR / "torn.json", (old, old))
+
+
+def _same_status(a, b) -> bool:
+    """Equal but for the heartbeat ages (the two reads ran at different times)."""
+    import dataclasses
+    strip = lambda st: tuple(dataclasses.replace(n, last_seen_s=None) for n in st.nodes)  # noqa: E731
+    ages_close = all(abs(x.last_seen_s - y.last_seen_s) < 5 for x, y in zip(a.nodes, b.nodes))
+    return (strip(a) == strip(b) and ages_close and dataclasses.replace(a, nodes=(), now=0)
+            == dataclasses.replace(b, nodes=(), now=0))
+
+
+@pytest.mark.parametrize("threads", [False, True])
+async def test_status_reader_equals_read_job_status_and_rereads_only_changed_files(tmp_path, threads):
+    import os
+    from ppss_tui.statusread import StatusReader
+    from worker import layout as L
+    from worker.jobstatus import read_job_status, read_spec
+    from worker.store import LocalStore
+    await _job_with_statuses(tmp_path, 40)
+    store = LocalStore(str(tmp_path))
+    spec = await read_spec(store)
+    reader = StatusReader(threads=threads)
+    first = await reader.read(store, spec)
+    assert reader.files_read == 41
+    expected = await read_job_status(store, spec)
+    assert _same_status(first, expected)
+    assert len(first.nodes) == 40   # the torn file skipped, as read_job_status does
+    again = await reader.read(store, spec)
+    assert reader.files_read == 0 and _same_status(again, first)   # nothing changed: nothing read
+    # A node writes a new status: only its file is read again, and the change is seen.
+    path = tmp_path / L.NODES_DIR / "n3.json"
+    path.write_bytes(NodeStatus("n3", "stopped", slots=2, done=99).to_json())
+    third = await reader.read(store, spec)
+    assert reader.files_read == 1
+    assert next(n for n in third.nodes if n.name == "n3").done == 99
+    assert _same_status(third, await read_job_status(store, spec))
+    # ... and again next time (changed within the mtime step of that read), then no more.
+    await reader.read(store, spec)
+    assert reader.files_read == 1
+    os.utime(path, (NOW - 60, NOW - 60))
+    await reader.read(store, spec)
+    assert reader.files_read == 1   # its mtime changed
+    await reader.read(store, spec)
+    assert reader.files_read == 0
+    # A removed node disappears.
+    path.unlink()
+    assert "n3" not in {n.name for n in (await reader.read(store, spec)).nodes}
+
+
+async def test_status_reader_reads_a_file_grown_since_the_listing_whole(tmp_path):
+    import dataclasses
+    from ppss_tui.statusread import StatusReader
+    from worker.jobstatus import read_spec
+    from worker.store import LocalStore
+    await _job_with_statuses(tmp_path, 4)
+
+    class ListsShorter(LocalStore):  # the listing saw n1.json before a longer rewrite
+        async def scandir(self, rel):
+            entries = await super().scandir(rel)
+            return [dataclasses.replace(e, size=e.size - 7) if e.name == "n1.json" else e for e in entries]
+    store = ListsShorter(str(tmp_path))
+    status = await StatusReader(threads=False).read(store, await read_spec(store))
+    assert {n.name for n in status.nodes} == {"n0", "n1", "n2", "n3"}
+    assert next(n for n in status.nodes if n.name == "n1").done == 1
+
+
+# ---- the jobs list's figures ------------------------------------------------------------------
+
+def test_job_rows_eta_and_short_counts():
+    from console_data import jobs
+    from ppss_tui.snapshot import JobRow
+    from ppss_tui.widgets.jobstable import job_columns, progress
+    rows = {r.name: r for r in jobs()}
+    assert rows["wav2mp3"].eta == pytest.approx((100_000 - 32_339 - 11) / 7.1)
+    assert F.job_eta(rows["thumbnails"]) == "12% failed"     # a halt shows its reason
+    assert F.job_eta(rows["reindex"]) == "paused" and F.job_eta(rows["old-export"]) == "stopped"
+    assert F.job_eta(rows["nightly-2026-11-25"]) == "done"
+    assert F.job_eta(JobRow("x", "running", total=10)) == "—"   # no rate yet
+    assert [F.short_count(n) for n in (0, 9_999, 10_000, 32_350, 100_000, 1_250_000)] == \
+        ["0", "9,999", "10k", "32.4k", "100k", "1.2M"]
+    assert progress(rows["wav2mp3"]) == " 32% 32.4k/100k"
+    # At 80 columns the jobs list keeps name, state, progress, rate and ETA.
+    assert job_columns(80, list(rows.values()))[:5] == ("name", "state", "progress", "rate", "eta")
+    assert "prio" in job_columns(200, list(rows.values()))

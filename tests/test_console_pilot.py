@@ -174,3 +174,83 @@ async def test_unreachable_node_and_changed_host_key_are_shown(fresh_cluster, tm
         assert fingerprint in detail and "HOST KEY CHANGED" in detail
         # The master itself is fine.
         await _wait(pilot, lambda: app.snapshot.master_state == "up" and app.snapshot.total == 3, "master up")
+
+
+# ---- a jobs root: the jobs list, switching the job keys act on, retrying a failed group ----------
+
+ROOT_COMMAND = 'case "$ITEM" in bad-*) echo "cannot read $ITEM: unsupported format"; exit 3;; esac'
+
+
+def _jobs_root(ssh_cluster, tmp_path: Path) -> tuple[Path, Path]:
+    """ROOT with jobs alpha (6 items, 3 of them fail with exit 3) and beta, made by the command line."""
+    root = tmp_path / "root"
+    n1 = ssh_cluster.nodes[0]
+    path = _write_cluster(tmp_path, ssh_cluster, ssh_cluster.master.url(str(root)), [_node_entry(n1)])
+    (tmp_path / "alpha.txt").write_text("".join(f"{k}-{i}\n" for i in range(3) for k in ("ok", "bad")))
+    (tmp_path / "beta.txt").write_text("".join(f"b-{i}\n" for i in range(4)))
+    for name in ("alpha", "beta"):
+        subprocess.run(["ppss-console", "init", name, "-c", str(path), "--source-file",
+                        str(tmp_path / f"{name}.txt"), "--command", ROOT_COMMAND if name == "alpha" else "true"],
+                       check=True, capture_output=True, timeout=30)
+    return root, path
+
+
+def _job_row(app, name: str):
+    snap = app.snapshot
+    return next((j for j in snap.jobs if j.name == name), None) if snap else None
+
+
+async def test_jobs_root_list_switch_and_retry_a_failed_group(ssh_cluster, tmp_path, workers):
+    from ppss_tui.screens.failed import FailedScreen
+    from ppss_tui.widgets import JobsTable
+    root, path = _jobs_root(ssh_cluster, tmp_path)
+    url = ssh_cluster.master.url(str(root / "alpha"))
+    run = workers(url, ssh_cluster, "node1")  # a single-job worker runs alpha to its end
+    assert run.wait(60) == 1, run.stderr.read()[-2000:]   # 1: finished with failed items
+    app = PpssConsole(load_cluster(str(path)), interval=0.4, node_interval=1.0, recount_every=None,
+                      jobs_interval=0.4)
+    async with app.run_test(size=(120, 40)) as pilot:
+        # Both jobs listed with their state; the job with work left (beta) is selected first.
+        await _wait(pilot, lambda: app.snapshot and {j.name for j in app.snapshot.jobs} == {"alpha", "beta"},
+                    "two jobs listed")
+        await _wait(pilot, lambda: _job_row(app, "alpha") and _job_row(app, "alpha").state == "finished"
+                    and _job_row(app, "alpha").failed == 3, "alpha finished with 3 failed")
+        assert _job_row(app, "beta").state == "running" and _job_row(app, "beta").total == 4
+        assert app.snapshot.selected == "beta"
+        await _wait(pilot, lambda: app.snapshot.total == 4, "beta's dashboard")
+        jobs = app.screen.query_one(JobsTable)
+        assert jobs.display and [r.name for r in jobs.jobs] == [j.name for j in app.snapshot.jobs]
+
+        # j focuses the jobs list; the cursor selects alpha: its dashboard, and keys act on it.
+        await pilot.press("j")
+        assert jobs.has_focus
+        names = [r.name for r in jobs.jobs]
+        await pilot.press("up" if names.index("alpha") < names.index("beta") else "down")
+        await _wait(pilot, lambda: app.snapshot.selected == "alpha" and app.snapshot.total == 6
+                    and app.snapshot.failed == 3, "alpha's dashboard")
+        assert app.snapshot.job.endswith("/alpha") and app.snapshot.job_state == "finished"
+        await _wait(pilot, lambda: getattr(app.access.store, "name", "") == "alpha", "keys steer alpha")
+        await pilot.press("P")
+        await _wait(pilot, lambda: _control(root / "alpha").state == "paused", "alpha paused")
+        assert _control(root / "beta").state == "running"  # the other job is untouched
+        await pilot.press("R")
+        await _wait(pilot, lambda: _control(root / "alpha").state == "running", "alpha running")
+
+        # The failed view: one group (exit 3, the item masked); r retries exactly its items.
+        await pilot.press("f")
+        await _wait(pilot, lambda: isinstance(app.screen, FailedScreen) and app.screen.groups, "failed groups")
+        groups = app.screen.groups
+        assert len(groups) == 1 and groups[0].count == 3 and groups[0].exit == 3
+        assert groups[0].last_line == "cannot read $ITEM: unsupported format"
+        await pilot.press("r")
+        await _wait(pilot, lambda: any("3 items queued again" in n.message for n in app._notifications),
+                    "retry notice")
+        await _wait(pilot, lambda: not app.screen.groups, "failed view reloaded: nothing failed")
+        assert len(list((root / "alpha" / "retry").iterdir())) == 3
+        assert len(list((root / "alpha" / "failed-history").rglob("*"))) >= 3
+        # The counts drop at once: alpha's dashboard and its row in the jobs list.
+        await _wait(pilot, lambda: app.snapshot.failed == 0 and app.snapshot.pending == 3, "alpha: 0 failed, 3 waiting")
+        await _wait(pilot, lambda: _job_row(app, "alpha").failed == 0
+                    and _job_row(app, "alpha").state == "running", "jobs list: alpha running, 0 failed")
+        assert (root / "active" / "alpha").exists()  # serving workers take it up again
+        assert _job_row(app, "beta").failed == 0

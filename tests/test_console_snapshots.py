@@ -4,7 +4,7 @@ deliberate change, and look at the SVGs under tests/__snapshots__/ before commit
 
 from __future__ import annotations
 
-from console_data import NOW, FakeAccess, cluster, snapshot
+from console_data import NOW, FakeAccess, cluster, root_snapshot, snapshot
 from ppss_tui.app import PpssConsole
 
 SIZE = (160, 45)
@@ -12,8 +12,8 @@ SMALL = (80, 24)
 LARGE = (200, 50)
 
 
-def make_app() -> PpssConsole:
-    return PpssConsole(cluster(), clock=lambda: NOW, poll=False, snapshot=snapshot(), access=FakeAccess())
+def make_app(snap=None) -> PpssConsole:
+    return PpssConsole(cluster(), clock=lambda: NOW, poll=False, snapshot=snap or snapshot(), access=FakeAccess())
 
 
 async def _settle(pilot) -> None:
@@ -104,3 +104,13 @@ def test_stop_confirm(snap_compare):
         await pilot.press("s")
         await _settle(pilot)
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=ask)
+
+
+# ---- a jobs root: the jobs list above the selected job's dashboard ----------------------------
+
+def test_jobs_root_80x24(snap_compare):
+    assert snap_compare(make_app(root_snapshot()), terminal_size=SMALL, run_before=_settle)
+
+
+def test_jobs_root_200x50(snap_compare):
+    assert snap_compare(make_app(root_snapshot()), terminal_size=LARGE, run_before=_settle)

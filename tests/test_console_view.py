@@ -269,16 +269,35 @@ def test_mask_item_path_and_name():
     assert tail_end("short", 30) == "short"
 
 
-async def test_failed_view_retry_calls_access_and_says_what_it_needs():
+async def test_failed_view_retry_retries_exactly_the_selected_group():
     access = FakeAccess()
     app = _app(access=access)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("f")
         await _settle(pilot)
-        await pilot.press("r")
+        screen = app.screen
+        assert [g.count for g in screen.groups] == [5, 3, 1]
+        await pilot.press("down", "r")  # the second group: exit 137, Killed
         await _settle(pilot)
-        assert access.calls[-1][0] == "retry" and len(access.calls[-1][1]) == 5
-        assert any("retry needs" in n.message for n in app._notifications)
+        assert access.calls[-1] == ("retry", ("00bb0", "01bb1", "02bb2"))
+        assert any("3 items queued again" in n.message for n in app._notifications)
+        await _settle(pilot)
+        assert [g.count for g in screen.groups] == [5, 1] and screen.total == 6  # reloaded
+
+
+async def test_palette_retries_a_failed_group():
+    access = FakeAccess()
+    app = _app(access=access)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f")
+        await _settle(pilot)
+        await pilot.press("ctrl+p")
+        await _settle(pilot)
+        await pilot.press(*"retry failed group 3")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await _settle(pilot)
+        assert access.calls[-1] == ("retry", ("ffcc00",))
 
 
 # ---- palette and theme --------------------------------------------------------------------------
@@ -366,3 +385,55 @@ async def test_names_and_items_are_never_markup():
         table = app.screen.query_one(NodeTable)
         assert table.get_cell("n[1]", "current").plain == "[bold]x[/bold] [link=y]"
         assert "[bold]x[/bold]" in _screen_text(app)
+
+
+@pytest.mark.parametrize("in_root", [True, False])
+async def test_retry_of_a_job_opened_by_its_address_marks_it_active_in_its_root(tmp_path, in_root):
+    import json
+    from ppss_tui.access import JobAccess
+    from worker import layout as L
+    from worker.jobops import init_job
+    from worker.store import LocalStore
+    root = tmp_path / "root"
+    root.mkdir()
+    if in_root:
+        (root / "active").mkdir()
+    store = LocalStore(str(root / "j"))
+    await init_job(store, "true", [b"x1", b"x2"], "file", "-")
+    ident = L.item_id(b"x1")
+    (root / "j" / L.FAILED_DIR / L.shard(ident)).mkdir(parents=True, exist_ok=True)
+    rec = {"id": ident, "item": L.item_to_json(b"x1"), "exit": 3, "attempt": 1, "node": "n1", "output_tail": "no"}
+    (root / "j" / L.failed_path(ident)).write_text(json.dumps(rec))
+    assert await JobAccess(store).retry([ident]) == 1
+    assert (root / "active" / "j").exists() == in_root   # serving workers take it up again
+    assert not (root / "j" / L.failed_path(ident)).exists()
+    assert len(list((root / "j" / L.RETRY_DIR).iterdir())) == 1
+
+
+async def test_jobs_root_j_and_cursor_select_the_job_the_stop_names():
+    from console_data import root_snapshot
+    from ppss_tui.widgets import JobsTable
+    app = _app(root_snapshot())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(pilot)
+        jobs = app.screen.query_one(JobsTable)
+        assert jobs.display and jobs.highlighted == "wav2mp3" and not jobs.has_focus
+        await pilot.press("j", "down")
+        await _settle(pilot)
+        assert jobs.has_focus and app.snapshot.selected == "thumbnails"
+        assert "▶ thumbnails" in _screen_text(app)
+        await pilot.press("s")
+        await _settle(pilot)
+        assert "Stop the job thumbnails?" in _screen_text(app)
+        await pilot.press("escape")
+        await pilot.press("j")
+        assert app.screen.query_one(NodeTable).has_focus
+
+
+async def test_single_job_hides_the_jobs_list_and_j():
+    app = _app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(pilot)
+        from ppss_tui.widgets import JobsTable
+        assert not app.screen.query_one(JobsTable).display
+        assert "j Jobs" not in _screen_text(app)

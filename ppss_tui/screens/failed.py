@@ -107,8 +107,9 @@ class FailedScreen(Screen):
         self.app.push_screen(LogScreen(f"log of {g.first_item}  (id {ident})",
                                        lambda: self.access.item_log(ident)))
 
-    def action_retry(self) -> None:
-        g = self.selected()
+    def action_retry(self, index: int | None = None) -> None:
+        """Run the selected group's items (or group ``index``'s, from the palette) again."""
+        g = self.selected() if index is None else (self.groups[index] if 0 <= index < len(self.groups) else None)
         if g is None:
             self.app.bell()
             return
@@ -119,6 +120,9 @@ class FailedScreen(Screen):
             except PpssError as exc:
                 self.notify(str(exc), severity="error", timeout=10)
                 return
-            self.notify(f"{n} item{'s' * (n != 1)} queued again")
+            self.notify(f"{n} item{'s' * (n != 1)} queued again (exit {g.exit}: {tail_end(g.last_line, 40)})")
             self.action_reload()
+            kick = getattr(self.app, "kick", None)
+            if kick is not None:
+                kick()  # the counts above drop at once
         self.run_worker(run(), group="retry")

@@ -14,9 +14,11 @@ STATES = """\
 Job and node states (control.yaml on the master, the same file `ppss-console pause` edits):
   running    start items while slots are free
   paused     start nothing new; running items finish
+  halted     as paused, set when failures passed the job's halt: threshold (R resumes)
   suspended  running items are frozen (SIGSTOP) until resumed
   stopped    start nothing new; running items finish; then the workers exit
 A job-wide change (P, R, s, Z) clears the per-node states; slot overrides stay.
+Under a jobs root every key acts on the job selected in the jobs list (j goes there).
 Keys can be remapped by binding id in ~/.config/ppss/keymap.yaml (id: key)."""
 
 

@@ -1,5 +1,8 @@
 """The main screen: job summary, node table, selected node detail, the filter, and the steering keys.
 
+Under a jobs root the root's jobs are listed above the summary (``JobsTable``); the job under
+the cursor there is the one the dashboard shows and every key acts on (``app.select_job``).
+
 The screen holds a reactive snapshot (bound to the app's) and a reactive ``nodeview.View``
 (filter, sort, problems first); the table shows ``view.arrange(snapshot.nodes)``.
 """
@@ -20,16 +23,17 @@ from worker.errors import PpssError
 from .. import format as F
 from ..nodeview import SORTS, View
 from ..snapshot import JobSnapshot
-from ..widgets import JobSummary, NodeDetail, NodeTable
+from ..widgets import JobsTable, JobSummary, NodeDetail, NodeTable
 from .confirm import ConfirmScreen
 from .editor import EditorScreen
 from .failed import FailedScreen
+from .jobsroot import JobsRootMixin
 from .log import LogScreen
 
 HEADER_SORTS = {"name": "name", "failed": "failed", "rate": "rate", "beat": "heartbeat"}
 
 
-class MainScreen(Screen):
+class MainScreen(JobsRootMixin, Screen):
     # Footer order: the first ones stay visible at 80 columns.
     BINDINGS = [
         Binding("question_mark", "app.help", "Help", id="help", tooltip="this help"),
@@ -37,6 +41,7 @@ class MainScreen(Screen):
         Binding("slash", "filter", "Filter", id="filter_nodes", tooltip="filter nodes: a name, or a state (lost)"),
         Binding("f", "failed", "Failed", id="failed_items", tooltip="failed items, grouped by cause"),
         Binding("e", "edit", "Edit", id="edit_control", tooltip="edit control.yaml"),
+        Binding("j", "focus_jobs", "Jobs", id="focus_jobs", tooltip="jobs list <-> nodes (jobs root)"),
         Binding("l", "log", "Log", id="show_log", tooltip="log of the selected node", show=False),
         Binding("p", "set_node_state('paused')", "Pause", id="pause_node", tooltip="pause the selected node"),
         Binding("r", "set_node_state('running')", "Resume", id="resume_node", tooltip="resume the selected node"),
@@ -56,6 +61,8 @@ class MainScreen(Screen):
     view: reactive[View] = reactive(View, always_update=True, init=False)
 
     def compose(self) -> ComposeResult:
+        yield JobsTable(id="jobs")
+        yield Static(id="jobs-note")
         yield JobSummary(id="summary").data_bind(MainScreen.snapshot)
         yield NodeTable(id="nodes")
         yield NodeDetail(id="node-detail")
@@ -69,7 +76,9 @@ class MainScreen(Screen):
         self.render_view()
 
     # ---- rendering -------------------------------------------------------------------------
-    def watch_snapshot(self) -> None:
+    def watch_snapshot(self, old: JobSnapshot | None, new: JobSnapshot | None) -> None:
+        if bool(old and old.root) != bool(new and new.root):
+            self.refresh_bindings()
         self.render_view()
 
     def watch_view(self) -> None:
@@ -81,6 +90,7 @@ class MainScreen(Screen):
             table, line = self.query_one(NodeTable), self.query_one("#view-line", Static)
         except NoMatches:
             return  # not composed yet, or being torn down as the app exits
+        self.render_jobs(snap, force)
         rows = self.view.arrange(snap.nodes) if snap else []
         table.show(rows, force=force)
         default = self.view == View()
@@ -95,6 +105,9 @@ class MainScreen(Screen):
         self.query_one(NodeDetail).show(snap.node(name) if snap and name else None, self.app.clock())
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, JobsTable):
+            self.job_highlighted(event.data_table)
+            return
         self.show_detail(event.row_key.value if event.row_key is not None else None)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
@@ -184,11 +197,14 @@ class MainScreen(Screen):
         if access is None:
             return
 
+        snap = self.snapshot
+        job = f"job {snap.selected}" if snap and snap.root and snap.selected else "job"
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self._change("job: stopped (running items finish, then workers exit)",
+                self._change(f"{job}: stopped (running items finish, then workers exit)",
                              lambda: access.set_state("stopped"))
-        self.app.push_screen(ConfirmScreen("Stop the job?\n\nEvery worker lets its running items finish, "
+        self.app.push_screen(ConfirmScreen(f"Stop the {job}?\n\nEvery worker lets its running items finish, "
                                            "then exits. Resume (R) and restart the workers to go on.",
                                            yes="Stop"), answered)
 

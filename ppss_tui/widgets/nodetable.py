@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from .. import format as F
 from ..nodeview import View
 from ..snapshot import UP, NodeRow
+from .quiet import set_text
 
 # (key, label, width): None = sized from the rows when they are added. In priority order: the
 # first six always; the others while they fit. Fixed widths let a refresh update cells
@@ -198,7 +199,7 @@ class NodeDetail(Static):
 
     def show(self, row: NodeRow | None, now: float) -> None:
         if row is None:
-            self.update(Text("no node selected", "dim"))
+            set_text(self, Text("no node selected", "dim"))
             return
         text = Text()
         text.append(row.name, "bold")
@@ -219,4 +220,4 @@ class NodeDetail(Static):
             text.append(f"\n slot {r.slot}  ", "dim")
             text.append(f"{F.age(max(0.0, now - r.started)).replace(' ago', ''):>12}  ", "cyan")
             text.append(r.item)
-        self.update(text)
+        set_text(self, text)

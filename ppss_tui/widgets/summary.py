@@ -14,6 +14,7 @@ from textual.widgets import Sparkline, Static
 
 from .. import format as F
 from ..snapshot import JobSnapshot
+from .quiet import set_text
 
 
 class DoneFailedBar(Widget):
@@ -59,6 +60,8 @@ class JobSummary(Vertical):
         if state:
             title.append("  ")
             title.append(state, F.STATE_STYLE.get(state, "bold"))
+            if state == "halted" and snap.halted:
+                title.append(f": {snap.halted}", F.STATE_STYLE["halted"])
         if snap.master_state != "up":
             title.append("  master ", "dim")
             title.append(snap.master_state, "bold red")
@@ -68,8 +71,8 @@ class JobSummary(Vertical):
             title.append("\ncommand ", "dim")
             title.append(" ".join(snap.command.split()))
         title.no_wrap, title.overflow = True, "ellipsis"
-        self.query_one("#job-title", Static).update(title)
-        self.query_one("#percent", Static).update(Text(f" {100 * snap.fraction:.0f}%", "bold"))
+        set_text(self.query_one("#job-title", Static), title)
+        set_text(self.query_one("#percent", Static), Text(f" {100 * snap.fraction:.0f}%", "bold"), fixed=True)
 
         counts = Text()
         for value, label, style in ((snap.done, "done", "green"), (snap.failed, "failed", "red" if snap.failed else ""),
@@ -79,15 +82,16 @@ class JobSummary(Vertical):
             counts.append(F.count(value), style or "bold")
             counts.append(f" {label}", "dim")
         counts.append(f" of {F.count(snap.total)} items", "dim")
-        self.query_one("#counts", Static).update(counts)
+        set_text(self.query_one("#counts", Static), counts)
 
-        self.query_one("#rate", Static).update(Text.assemble(("rate ", "dim"), (F.rate(snap.rate), "bold")))
+        set_text(self.query_one("#rate", Static), Text.assemble(("rate ", "dim"), (F.rate(snap.rate), "bold")),
+                 fixed=True)
         spark = self.query_one("#spark", Sparkline)
         spark.display = bool(snap.history)
-        if snap.history:
+        if snap.history and list(snap.history) != spark.data:
             spark.data = list(snap.history)
-        self.query_one("#eta", Static).update(Text.assemble(("ETA ", "dim"), (F.eta(snap), "bold")))
-        self.query_one("#notes", Static).update(notes(snap, now))
+        set_text(self.query_one("#eta", Static), Text.assemble(("ETA ", "dim"), (F.eta(snap), "bold")), fixed=True)
+        set_text(self.query_one("#notes", Static), notes(snap, now))
 
 
 def notes(snap: JobSnapshot, now: float) -> Text:
