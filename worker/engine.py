@@ -130,6 +130,23 @@ class Worker:
             task.add_done_callback(st.task_done)
         return tasks
 
+    async def stop_on_error(self, exc: BaseException) -> None:
+        """A fatal error (the master refused a write, its disk is full, the job is corrupt): end
+        the running items and give their claims back as on SIGTERM (what cannot be given back
+        stays listed in our status, for a restart or another node to take back), then say why
+        in our final status and flush the job log. Nothing is recorded failed for it."""
+        st = self.st
+        st.fatal = st.fatal or exc
+        if isinstance(exc, Exception):
+            st.error = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
+        await self.items.abort_all()
+        queued = list(st.queue)
+        st.queue.clear()
+        st.queue.extend(await self.items.give_back(queued))
+        if isinstance(exc, Exception):
+            await self.joblog.flush_quietly(st.log)
+            await self.heartbeat.write_final()
+
     async def run(self) -> int:
         st = self.st
         loop = asyncio.get_running_loop()
@@ -139,9 +156,7 @@ class Worker:
         try:
             code = await self.dispatch()
         except BaseException as exc:
-            for r in list(st.running.values()):  # their tasks remove them meanwhile
-                await r.proc.terminate()
-            st.error = str(exc) if isinstance(exc, JobError) else ""
+            await self.stop_on_error(exc)
             raise
         finally:
             for task in helpers:

@@ -16,7 +16,7 @@ from . import layout as L
 from .controlwatch import ControlWatch
 from .jobstatus import NodeStatus, RunningItem
 from .nodestate import NodeState
-from .store import StoreError
+from .store import NO_SPACE, StoreError
 
 HEARTBEAT = 1.0  # status file (the heartbeat) every second
 CONTROL_POLL = 0.5  # control.yaml looked at twice a second
@@ -60,6 +60,23 @@ class Heartbeat:
             if self.last_beat and beat - self.last_beat > st.spec.lease / 2:
                 self.suspect |= {c.lock for c in st.queue}
             self.written, self.last_beat = (entry.mtime, mono), beat
+
+    async def write_final(self) -> None:
+        """The status a worker leaves when it stops on an error (state ``error``, the reason).
+        A full master has no room for a new file: our old status file makes that room."""
+        st = self.st
+        try:
+            await self.write()
+            return
+        except StoreError as exc:
+            if NO_SPACE not in str(exc):
+                st.log(f"final status not written: {exc}")
+                return
+        try:
+            await st.store.remove(L.status_path(st.node))
+            await self.write()
+        except StoreError as exc:
+            st.log(f"final status not written: {exc}")
 
     def must_verify(self, lock: str) -> bool:
         """Check the claim is still ours before starting it? (Once per suspect claim.)"""

@@ -7,7 +7,7 @@ import json
 
 from . import layout as L
 from .clock import Clock, wait_event
-from .store import Store
+from .store import Store, StoreError
 
 JOBLOG_BATCH = 64
 JOBLOG_FLUSH = 0.5
@@ -30,6 +30,13 @@ class JobLog:
         if self.buffer:
             data, self.buffer = "".join(self.buffer).encode(), []
             await self.store.append(L.joblog_path(self.node), data)
+
+    async def flush_quietly(self, log) -> None:
+        """On the way out after an error: flush what we can, say what we could not."""
+        try:
+            await self.flush()
+        except StoreError as exc:
+            log(f"job log not flushed: {exc}")
 
     async def loop(self) -> None:
         while True:

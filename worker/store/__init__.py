@@ -13,12 +13,12 @@ from typing import Callable
 from ..address import MasterAddress
 from ..sshconn import SshTarget
 from .base import Entry, FileServer, Store, StoreError
-from .errors import LOST, mapped_errors
+from .errors import LOST, NO_SPACE, mapped_errors
 from .faulty import Fault, FaultyStore
 from .local import LocalStore
 from .sftp import SftpStore, _CoalescingWriter, coalesce_requests
 
-__all__ = ["Entry", "Fault", "FaultyStore", "FileServer", "LOST", "LocalStore", "SftpStore", "Store", "StoreError",
+__all__ = ["Entry", "Fault", "FaultyStore", "FileServer", "LOST", "LocalStore", "NO_SPACE", "SftpStore", "Store", "StoreError",
            "_CoalescingWriter", "coalesce_requests", "mapped_errors", "open_store"]
 
 

@@ -7,6 +7,7 @@ Requests are independent coroutines, so callers pipeline them with ``asyncio.gat
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import posixpath
 from typing import Callable
@@ -16,7 +17,7 @@ import asyncssh
 from ..errors import ConnectError
 from ..sshconn import SshTarget, connect, connect_with_retry
 from .base import Entry, Store, StoreError
-from .errors import LOST, mapped_errors
+from .errors import LOST, looks_full, mapped_errors
 
 # The coalescing writer replaces a private attribute of asyncssh's SFTP client
 # (``sftp._handler._writer``): pyproject.toml bounds asyncssh's version, and
@@ -144,9 +145,21 @@ class SftpStore(Store):
             try:
                 self.requests += 1
                 with mapped_errors(self.where(rel)):
-                    return await op(self._sftp)
+                    try:
+                        return await op(self._sftp)
+                    except asyncssh.SFTPFailure:
+                        if await self._full():
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+                        raise
             except LOST:
                 await self._recover(generation)
+
+    async def _full(self) -> bool:
+        """After a bare "Failure" (SFTP v3 has no ENOSPC code): is the master's disk full?"""
+        try:
+            return looks_full(await self._sftp.statvfs(self.root))
+        except (asyncssh.Error, OSError):
+            return False  # no statvfs@openssh.com extension: leave the "Failure" as it is
 
     async def mkdir(self, rel: str) -> bool:
         async def op(sftp):
