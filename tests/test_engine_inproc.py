@@ -5,6 +5,7 @@ workers or sshd (those stay in test_engine_*.py and test_fault_tolerance.py)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -254,3 +255,25 @@ async def test_a_fatal_error_gives_running_items_back_unrecorded(tmp_path) -> No
     again = Node(root, spec, "a", slots=2).start()
     assert await again.result() == EXIT_OK
     assert_exactly_once(job, items, recount=False)
+
+
+async def test_job_log_lines_lost_to_a_crash_are_restored_at_the_end(tmp_path) -> None:
+    """Issue 9.11: the last lines of a SIGKILLed node's job log (never flushed) come back from
+    the records once the job has ended (done from the done record, failed with its record)."""
+    items = items_n(10) + [b"bad"]
+    root, store, spec = await make_job(tmp_path, items, command='test "$ITEM" != bad')
+    a = Node(root, spec, "a").start()
+    assert await a.result() == EXIT_ITEMS_FAILED
+    path = tmp_path / "job" / L.joblog_path("a")
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:-4]))  # as a SIGKILL leaves it: the last batch never written
+    lost = {json.loads(line)["id"] for line in lines[-4:]}
+    (tmp_path / "job" / "tmp" / "joblog-suspect").mkdir()  # what a restart after the crash marks
+    b = Node(root, spec, "b").start()
+    assert await b.result() == EXIT_ITEMS_FAILED
+    assert b.logged("4 lines lost to a crash restored"), b.lines
+    restored = [e for e in Job(root).joblog("b") if e.get("restored")]
+    assert {e["id"] for e in restored} == lost
+    assert_exactly_once(Job(root), items, failed={b"bad": 1}, recount=False)
+    c = Node(root, spec, "c").start()  # nothing lost any more: nothing restored twice
+    assert await c.result() == EXIT_ITEMS_FAILED and not c.logged("restored")

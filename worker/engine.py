@@ -32,10 +32,11 @@ from .errors import EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, EXIT_STOPPED, 
 from .heartbeat import HEARTBEAT, Heartbeat
 from .itemrun import ItemRunner
 from .joblog import JobLog
+from .joblogfix import restore_joblog
 from .jobspec import JobSpec
 from .leases import Leases
 from .nodestate import NodeState, Running  # noqa: F401  (Running: re-exported)
-from .store import Store
+from .store import Store, StoreError
 from .sweep import Sweeper
 from .transfer import CopyTransfer
 
@@ -167,6 +168,13 @@ class Worker:
         await self.release_queue()
         await self.joblog.flush()
         await self.heartbeat.write()
+        if st.finished and not st.spec.watch:
+            try:
+                restored = await restore_joblog(st.store, st.spec, st.node, self.joblog)
+                if restored:
+                    st.log(f"job log: {restored} lines lost to a crash restored from the records")
+            except StoreError as exc:
+                st.log(f"job log not checked: {exc}")
         c = st.counters
         st.log(f"{st.reported_state()}: {c.done} done, {c.failed} failed on this node"
                + (f", {c.lost_leases} late results refused" if c.lost_leases else ""))

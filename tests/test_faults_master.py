@@ -1,0 +1,79 @@
+"""issue 9.1, 9.2, 9.3, 9.11 over real sshd: a master that refuses writes, a full master, a
+corrupt job. The worker stops with one line and exit status 4, gives its running items back
+(never a failed record for them), leaves its final status (`error`, the reason), and once the
+cause is fixed a restarted worker finishes every item exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sshcluster import SshCluster
+from test_fault_tolerance import LEASE, assert_exactly_once, make_job  # noqa: F401  (fixture)
+from ppss_helpers import items_n, wait_for
+from worker import layout as L
+
+pytestmark = pytest.mark.ssh
+
+
+def only_line(err: str, fragment: str) -> None:
+    """The worker said why in one line (no traceback, no 'Task exception was never retrieved')."""
+    assert "Traceback" not in err and "never retrieved" not in err, err
+    assert any(fragment in line for line in err.splitlines()), err
+
+
+def first_free_shard(items: list[bytes], after: int) -> tuple[bytes, str]:
+    """An item at or after position ``after`` whose lock shard holds no earlier item."""
+    early = {L.shard(L.item_id(i)) for i in items[:after]}
+    for item in items[after:]:
+        shard = L.shard(L.item_id(item))
+        if shard not in early:
+            return item, shard
+    raise AssertionError("no free shard")
+
+
+def immutable(path: Path, on: bool) -> None:
+    subprocess.run(["chattr", "+i" if on else "-i", str(path)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def chattr_ok(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    if os.geteuid() != 0 or not shutil.which("chattr") or subprocess.run(
+            ["chattr", "+i", str(probe)], capture_output=True).returncode != 0:
+        pytest.skip("needs root and chattr +i (a directory even root cannot write in)")
+    immutable(probe, False)
+
+
+def test_a_refused_lock_shard_writes_nothing_off(ssh_cluster: SshCluster, make_job, chattr_ok) -> None:  # noqa: F811
+    """The issue's case: items of `sleep`, one worker; a lock shard not yet claimed refuses
+    writes (chattr +i: root, which the test servers log in as, ignores chmod 000)."""
+    items = items_n(16)
+    job = make_job(ssh_cluster)
+    job.create(items, 'sleep 1; : "$ITEM"', "--lease", str(LEASE))
+    item, shard = first_free_shard(items, 6)
+    shard_dir = job / f"{L.LOCKS_DIR}/{shard}"
+    immutable(shard_dir, True)
+    try:
+        job.start("w1", 2)
+        assert job.wait("w1", 60) == 4
+    finally:
+        immutable(shard_dir, False)
+    err = job.stderr("w1")
+    only_line(err, f"{L.LOCKS_DIR}/{shard}/")
+    done, failed = job.records()
+    assert not failed, failed  # nothing written off (was: exit 143 records)
+    assert 0 < len(done) < len(items)
+    status = job.node_status("w1")
+    assert status["state"] == "error" and f"{L.LOCKS_DIR}/{shard}/" in status["error"], status
+    assert not status["running"], status
+    assert len(job.joblog("w1")) == len(done)  # flushed on the way out
+    job.start("w1", 2)
+    job.wait_ok("w1", 60)
+    assert_exactly_once(job, items)
