@@ -5,6 +5,7 @@ cause is fixed a restarted worker finishes every item exactly once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -35,6 +36,12 @@ def first_free_shard(items: list[bytes], after: int) -> tuple[bytes, str]:
         if shard not in early:
             return item, shard
     raise AssertionError("no free shard")
+
+
+async def init_small_chunks(job, items: list[bytes]) -> None:
+    """The job made in this process (chunks of 10 items; the console has no option for it)."""
+    store = await job.init_here(items, 'true "$ITEM"', chunk_size=10, lease=float(LEASE))
+    await store.close()
 
 
 def immutable(path: Path, on: bool) -> None:
@@ -77,3 +84,26 @@ def test_a_refused_lock_shard_writes_nothing_off(ssh_cluster: SshCluster, make_j
     job.start("w1", 2)
     job.wait_ok("w1", 60)
     assert_exactly_once(job, items)
+
+
+@pytest.mark.parametrize("damage", ["emptied", "truncated", "missing"])
+def test_a_corrupt_item_list_is_reported_not_waited_on(ssh_cluster: SshCluster, make_job, damage) -> None:  # noqa: F811
+    """issue 9.3: `: > JOB/items/000001` made the worker wait forever; now one line naming the
+    chunk, exit status 4, and the error in the node's status."""
+    items = items_n(30)
+    job = make_job(ssh_cluster)
+    asyncio.run(init_small_chunks(job, items))
+    chunk = job / L.chunk_path(1)
+    if damage == "emptied":
+        chunk.write_bytes(b"")
+    elif damage == "truncated":
+        chunk.write_bytes(chunk.read_bytes()[:-7])
+    else:
+        chunk.unlink()
+    job.start("w1", 2)
+    assert job.wait("w1", 30) == 4
+    err = job.stderr("w1")
+    only_line(err, f"{L.chunk_path(1)}: item list chunk")
+    status = job.node_status("w1")
+    assert status["state"] == "error" and L.chunk_path(1) in status["error"], status
+    assert not job.records()[1]  # nothing written off

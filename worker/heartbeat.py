@@ -21,6 +21,7 @@ from .store import NO_SPACE, StoreError
 HEARTBEAT = 1.0  # status file (the heartbeat) every second
 CONTROL_POLL = 0.5  # control.yaml looked at twice a second
 CONTROL_SETTLE = 0.2
+STATUS_FAILURES = 3  # the master refused our status this many times in a row (3 s): stop
 
 
 class Heartbeat:
@@ -88,6 +89,7 @@ class Heartbeat:
         """control.yaml twice a second, the status file once a second — and soon after a
         control change, once the change took effect, so the console sees it within 2 s."""
         last_status = 0.0
+        failures = 0
         clock = self.st.clock
         while True:
             try:
@@ -95,8 +97,14 @@ class Heartbeat:
                 if changed:
                     await asyncio.sleep(CONTROL_SETTLE)  # let the dispatcher start or stop items
                 if changed or clock.monotonic() - last_status >= HEARTBEAT:
-                    await self.write()
                     last_status = clock.monotonic()
+                    await self.write()
+                    failures = 0
             except StoreError as exc:
+                # Not a lost connection (the store retries those): the master refuses our
+                # status (job directory gone, not writable, full). Say it; stop if it lasts.
+                failures += 1
+                if failures >= STATUS_FAILURES:
+                    raise
                 self.st.log(str(exc))
             await asyncio.sleep(CONTROL_POLL)
