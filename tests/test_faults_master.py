@@ -107,3 +107,101 @@ def test_a_corrupt_item_list_is_reported_not_waited_on(ssh_cluster: SshCluster, 
     status = job.node_status("w1")
     assert status["state"] == "error" and L.chunk_path(1) in status["error"], status
     assert not job.records()[1]  # nothing written off
+
+
+@pytest.fixture
+def small_master(tmp_path: Path):
+    """A mount point for a tmpfs of a few MB: the master's disk, made to fill up."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str = "3m") -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        path.mkdir(parents=True, exist_ok=True)
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs: {res.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def grow(path: Path, size: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(path)], check=True, capture_output=True)
+
+
+def assert_nothing_partial(job) -> None:
+    """No empty or half-written record, log or status file, no temporary name left over."""
+    for top in (L.DONE_DIR, L.FAILED_DIR, L.LOGS_DIR, L.NODES_DIR, L.RETRY_DIR, L.OUTPUT_DIR):
+        for f in (job / top).rglob("*"):
+            assert ".tmp-" not in f.name, f
+            if f.is_file():
+                assert f.stat().st_size > 0, f"empty file {f}"
+
+
+def test_a_full_master_writes_nothing_off(ssh_cluster: SshCluster, make_job, small_master) -> None:  # noqa: F811
+    """issue 9.2: a 3 MB master fills with item logs. The worker says "no space left on the
+    master" naming the path (SFTP itself only says "Failure"), gives its items back, leaves no
+    empty or half-written file, shows `error` in its status; with room again, a restart finishes."""
+    items = items_n(24)
+    job = make_job(ssh_cluster)
+    small_master(job.dir)
+    job.create(items, 'head -c 400000 /dev/zero | tr "\\0" x; echo "$ITEM"', "--lease", str(LEASE))
+    job.start("w1", 2)
+    job.start("w2", 2)
+    assert job.wait("w1", 60) == 4 and job.wait("w2", 60) == 4
+    for node in ("w1", "w2"):
+        only_line(job.stderr(node), "no space left on the master")
+        status = job.node_status(node)
+        assert status is not None and status["state"] == "error", status
+        assert "no space left on the master" in status["error"], status
+    done, failed = job.records()
+    assert not failed, failed
+    assert len(done) < len(items)
+    assert_nothing_partial(job)
+    grow(job.dir, "64m")
+    job.start("w1", 2)
+    job.wait_ok("w1", 60)
+    assert_exactly_once(job, items)
+    assert_nothing_partial(job)
+
+
+def test_a_full_master_in_copy_mode_leaves_no_partial_output(ssh_cluster: SshCluster, make_job,  # noqa: F811
+                                                              small_master, tmp_path: Path) -> None:
+    """Copy mode: uploads fill the master. Items whose command succeeded are given back (not
+    recorded failed with exit 254), no partial output sits under its final name, the worker
+    says one line (no "Task exception was never retrieved" tracebacks); a restart finishes."""
+    master = small_master(tmp_path / "master")
+    src = tmp_path / "src"
+    src.mkdir()
+    items = []
+    for i in range(16):
+        (src / f"f{i:02d}").write_text(f"item {i:02d}\n")
+        items.append(str(src / f"f{i:02d}").encode())
+    out = master / "out"
+    job = make_job(ssh_cluster, "master/job")
+    job.init("--transfer", "copy", "--output-dir", str(out), "--lease", str(LEASE), "--command",
+             'head -c 500000 /dev/zero > "$OUTPUT_DIR/big"; cat "$ITEM" > "$OUTPUT_DIR/small"', items=items)
+    job.start("c1", 2, "--work-dir", str(tmp_path / "work1"))
+    assert job.wait("c1", 60) == 4
+    only_line(job.stderr("c1"), "no space left on the master")
+    assert not job.records()[1]
+    assert job.node_status("c1")["state"] == "error"
+
+    def outputs_whole() -> None:
+        for f in out.rglob("*"):
+            assert ".tmp-" not in f.name, f
+            if f.is_file():
+                assert f.stat().st_size == (500000 if f.name == "big" else len("item 00\n")), f
+    outputs_whole()
+    assert_nothing_partial(job)
+    grow(master, "64m")
+    job.start("c1", 2, "--work-dir", str(tmp_path / "work1"))
+    job.wait_ok("c1", 60)
+    assert_exactly_once(job, items)
+    outputs_whole()
+    assert len(list(out.rglob("big"))) == len(items)

@@ -61,12 +61,17 @@ class Store(ABC):
         await self.close()
 
     async def write_atomic(self, rel: str, data: bytes) -> None:
+        """Readers see the old file or the new one, never a part (a temporary name, then rename);
+        a failure leaves nothing behind (a full disk can leave the temporary file half-written)."""
         tmp = f"{rel}.tmp-{secrets.token_hex(4)}"
-        await self.write(tmp, data)
         try:
+            await self.write(tmp, data)
             await self.replace(tmp, rel)
         except BaseException:
-            await self.remove(tmp)
+            try:
+                await self.remove(tmp)
+            except Exception:  # noqa: BLE001  (the first error is the one to tell)
+                pass
             raise
 
     async def make_root(self) -> None:

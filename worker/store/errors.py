@@ -27,8 +27,11 @@ FULL_BELOW = 1 << 20  # bytes free under which a bare SFTP "Failure" is taken fo
 
 
 def looks_full(vfs) -> bool:
-    """statvfs says there is (next to) no room: bytes, or inodes where the filesystem counts them."""
-    return vfs.f_bavail * (vfs.f_frsize or vfs.f_bsize) < FULL_BELOW or (vfs.f_files > 0 and vfs.f_favail == 0)
+    """statvfs (asyncssh's SFTPVFSAttrs, or os.statvfs_result) says there is (next to) no room:
+    bytes, or inodes where the filesystem counts them."""
+    get = lambda name: getattr(vfs, name, None) if hasattr(vfs, name) else getattr(vfs, "f_" + name)
+    avail = get("bavail") * (get("frsize") or get("bsize"))
+    return avail < FULL_BELOW or (get("files") > 0 and get("favail") == 0)
 
 
 @contextmanager

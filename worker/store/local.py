@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
+import secrets
 import shutil
 import stat as st_mod
 import time
@@ -114,15 +116,24 @@ class LocalStore(Store):
             shutil.copyfile(remote, local)
 
     async def put_tree(self, local_dir: str, remote_dir: str) -> int:
-        count = 0
-        with mapped_errors(remote_dir):
-            for here, _dirs, files in os.walk(local_dir):
-                target = os.path.join(remote_dir, os.path.relpath(here, local_dir))
-                os.makedirs(target, exist_ok=True)
-                for name in files:
-                    shutil.copyfile(os.path.join(here, name), os.path.join(target, name))
-                    count += 1
-        return count
+        staged: list[tuple[str, str]] = []  # (temporary, final): see SftpStore.put_tree
+        try:
+            with mapped_errors(remote_dir):
+                for here, _dirs, files in os.walk(local_dir):
+                    target = os.path.join(remote_dir, os.path.relpath(here, local_dir))
+                    os.makedirs(target, exist_ok=True)
+                    for name in files:
+                        final = os.path.join(target, name)
+                        staged.append((f"{final}.tmp-{secrets.token_hex(4)}", final))
+                        shutil.copyfile(os.path.join(here, name), staged[-1][0])
+                for tmp, final in staged:
+                    os.replace(tmp, final)
+        except BaseException:
+            for tmp, _ in staged:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
+        return len(staged)
 
     async def realpath(self, path: str) -> str:
         return os.path.realpath(os.path.expanduser(path))

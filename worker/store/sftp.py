@@ -10,6 +10,7 @@ import asyncio
 import errno
 import os
 import posixpath
+import secrets
 from typing import Callable
 
 import asyncssh
@@ -273,10 +274,19 @@ class SftpStore(Store):
                       for n in names]
         dirs = sorted({posixpath.dirname(r) for _, r in files} | {remote_dir})
 
+        # Each file under a temporary name, renamed once all are there: a partial output never
+        # sits under its final name (a full master fails a put half-way).
+        staged = [(loc, f"{rem}.tmp-{secrets.token_hex(4)}", rem) for loc, rem in files]
+
         async def op(sftp):
             for d in dirs:
                 await sftp.makedirs(d, exist_ok=True)
-            await asyncio.gather(*(sftp.put(loc, rem) for loc, rem in files))
+            puts = await asyncio.gather(*(sftp.put(loc, tmp) for loc, tmp, _ in staged), return_exceptions=True)
+            failed = [r for r in puts if isinstance(r, BaseException)]
+            if failed:
+                await asyncio.gather(*(sftp.remove(tmp) for _, tmp, _ in staged), return_exceptions=True)
+                raise failed[0]
+            await asyncio.gather(*(sftp.posix_rename(tmp, rem) for _, tmp, rem in staged))
         await self._call(remote_dir, op)
         return len(files)
 
