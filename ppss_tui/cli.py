@@ -68,6 +68,7 @@ def init_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--output-dir", help="with --transfer copy: where $OUTPUT_DIR is uploaded on the master")
     s.add_argument("--file-server", help="with --transfer copy: ssh://[user@]host[:port] holding the files")
     s.add_argument("--watch", action="store_true", help="with --source-dir: keep picking up new files")
+    s.add_argument("--group", help="share the job with GROUP (setgid, group-writable dirs); default: private")
 
 
 def status_options(s: argparse.ArgumentParser) -> None:
@@ -168,7 +169,7 @@ async def cmd_init(args) -> int:
         result = await init_job(store, args.command, items, kind, source, retries=args.retries,
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
                                 file_server=args.file_server, watch=args.watch,
-                                recurse=not args.no_recurse, timeout=args.timeout)
+                                recurse=not args.no_recurse, timeout=args.timeout, group=args.group)
     dup = f" ({result.duplicates} duplicate items skipped)" if result.duplicates else ""
     print(f"created job {args.address.display()}: {result.spec.total} items{dup}")
     if skipped:

@@ -21,13 +21,25 @@ class LocalStore(Store):
         self.label = root
         self._append_fds: dict[str, int] = {}
 
-    async def mkdir(self, rel: str) -> bool:
+    async def mkdir(self, rel: str, mode: int | None = None) -> bool:
+        mode = (await self.modes())[0] if mode is None else mode
         with mapped_errors(self.where(rel)):
             try:
-                os.mkdir(self.path(rel))
+                os.mkdir(self.path(rel), mode & 0o777)
             except FileExistsError:
                 return False
+            if mode & 0o2070 == 0o2070:  # a shared job: setgid and group-writable despite the umask
+                os.chmod(self.path(rel), mode)
             return True
+
+    async def share(self, rel: str, gid: int, mode: int) -> None:
+        with mapped_errors(self.where(rel)):
+            os.chown(self.path(rel), -1, gid)
+            os.chmod(self.path(rel), mode)
+
+    async def _create(self, rel: str, flags: int) -> int:
+        mode = (await self.modes())[1]
+        return os.open(self.path(rel), os.O_WRONLY | os.O_CREAT | flags, mode)
 
     async def rmdir(self, rel: str) -> bool:
         with mapped_errors(self.where(rel)):
@@ -80,14 +92,15 @@ class LocalStore(Store):
                 return None
 
     async def write(self, rel: str, data: bytes) -> None:
-        with mapped_errors(self.where(rel)), open(self.path(rel), "wb") as fh:
-            fh.write(data)
+        with mapped_errors(self.where(rel)):
+            with open(await self._create(rel, os.O_TRUNC), "wb") as fh:
+                fh.write(data)
 
     async def append(self, rel: str, data: bytes) -> None:
         with mapped_errors(self.where(rel)):
             fd = self._append_fds.get(rel)
             if fd is None:
-                fd = os.open(self.path(rel), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = await self._create(rel, os.O_APPEND)
                 self._append_fds[rel] = fd
             os.write(fd, data)
 
@@ -106,7 +119,7 @@ class LocalStore(Store):
             except (FileNotFoundError, NotADirectoryError):
                 return None
         return Entry(posixpath.basename(rel), st_mod.S_ISDIR(st.st_mode), st.st_mtime, st.st_size,
-                     st_mod.S_ISREG(st.st_mode))
+                     st_mod.S_ISREG(st.st_mode), st_mod.S_IMODE(st.st_mode))
 
     async def now(self) -> float:
         return time.time()

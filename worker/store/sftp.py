@@ -65,7 +65,8 @@ def coalesce_requests(sftp: asyncssh.SFTPClient) -> bool:
 
 def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
     fmt = (attrs.permissions or 0) & 0o170000
-    return Entry(name, fmt == 0o040000, float(attrs.mtime or 0), int(attrs.size or 0), fmt == 0o100000)
+    return Entry(name, fmt == 0o040000, float(attrs.mtime or 0), int(attrs.size or 0), fmt == 0o100000,
+                 (attrs.permissions or 0) & 0o7777)
 
 
 class SftpStore(Store):
@@ -162,14 +163,28 @@ class SftpStore(Store):
         except (asyncssh.Error, OSError):
             return False  # no statvfs@openssh.com extension: leave the "Failure" as it is
 
-    async def mkdir(self, rel: str) -> bool:
+    async def mkdir(self, rel: str, mode: int | None = None) -> bool:
+        mode = (await self.modes())[0] if mode is None else mode
+
         async def op(sftp):
             try:
-                await sftp.mkdir(self.path(rel))
-                return True
+                await sftp.mkdir(self.path(rel), asyncssh.SFTPAttrs(permissions=mode & 0o777))
             except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
                 return False  # v3 has no EEXIST code; callers check a full disk apart
+            if mode & 0o2070 == 0o2070:  # a shared job: group-writable despite sftp-server's umask
+                await sftp.chmod(self.path(rel), mode)
+            return True
         return await self._call(rel, op)
+
+    async def share(self, rel: str, gid: int, mode: int) -> None:
+        async def op(sftp):
+            owner = (await sftp.stat(self.path(rel))).uid  # SFTP v3 sets uid and gid together
+            await sftp.setstat(self.path(rel), asyncssh.SFTPAttrs(uid=owner, gid=gid))
+            await sftp.chmod(self.path(rel), mode)
+        await self._call(rel, op)
+
+    async def _file_attrs(self) -> asyncssh.SFTPAttrs:
+        return asyncssh.SFTPAttrs(permissions=(await self.modes())[1])
 
     async def rmdir(self, rel: str) -> bool:
         async def op(sftp):
@@ -221,16 +236,20 @@ class SftpStore(Store):
         return await self._call(rel, op)
 
     async def write(self, rel: str, data: bytes) -> None:
+        attrs = await self._file_attrs()
+
         async def op(sftp):
-            async with sftp.open(self.path(rel), "wb") as fh:
+            async with sftp.open(self.path(rel), "wb", attrs) as fh:
                 await fh.write(data)
         await self._call(rel, op)
 
     async def append(self, rel: str, data: bytes) -> None:
+        attrs = await self._file_attrs()
+
         async def op(sftp):
             fh = self._append_handles.get(rel)
             if fh is None:
-                fh = await sftp.open(self.path(rel), "ab")
+                fh = await sftp.open(self.path(rel), "ab", attrs)
                 self._append_handles[rel] = fh
             await fh.write(data)
         await self._call(rel, op)
