@@ -277,3 +277,46 @@ async def test_job_log_lines_lost_to_a_crash_are_restored_at_the_end(tmp_path) -
     assert_exactly_once(Job(root), items, failed={b"bad": 1}, recount=False)
     c = Node(root, spec, "c").start()  # nothing lost any more: nothing restored twice
     assert await c.result() == EXIT_ITEMS_FAILED and not c.logged("restored")
+
+
+async def test_a_status_the_master_keeps_refusing_stops_the_worker(tmp_path) -> None:
+    """The master refuses our status file (nodes/ not writable, the job directory gone): said
+    each time, and after three refusals in a row the worker stops (exit status 4) rather than
+    run on unseen; its running items are given back."""
+    items = items_n(40)
+    root, store, spec = await make_job(tmp_path, items, command='sleep 0.2; : "$ITEM"')
+    node = Node(root, spec, "a", slots=2)
+    faulty = FaultyStore(node.store, [Fault("denied", at=3, op="write", path="nodes/*", count=0)])
+    node.worker = Worker(faulty, spec, "a", 2, log=node.lines.append, job_path=root, clock=node.clock)
+    node.start()
+
+    async def tick():
+        while not node.task.done():
+            node.clock.advance(1.0)
+            await asyncio.sleep(0.3)
+    ticker = asyncio.create_task(tick())
+    with pytest.raises(StoreError, match="nodes/a.json.*Permission denied") as err:
+        await node.result()
+    ticker.cancel()
+    assert err.value.exit_code == 4
+    assert len(node.logged("Permission denied")) >= 2
+    done, failed = Job(root).records()
+    assert not failed and len(done) < len(items)
+    assert node.logged("final status not written")
+
+
+async def test_a_job_log_line_torn_by_a_crash_stays_apart(tmp_path) -> None:
+    from worker.joblog import JobLog
+    (tmp_path / L.JOBLOG_DIR).mkdir()
+    path = tmp_path / L.joblog_path("a")
+    path.write_bytes(b'{"event": "done", "id": "12')  # a SIGKILL in the middle of an append
+    store = LocalStore(str(tmp_path))
+    log = JobLog(store, "a", FakeClock())
+    log.write({"event": "done", "id": "x"})
+    await log.flush()
+    log.write({"event": "done", "id": "y"})
+    await log.flush()
+    await store.close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[0] == b'{"event": "done", "id": "12' and [json.loads(x)["id"] for x in lines[1:3]] == ["x", "y"]
+    assert lines[3] == b""
