@@ -97,7 +97,7 @@ class Leases:
 
     def refuse_twin(self, prev: NodeStatus) -> None:
         st = self.st
-        alive = prev.state not in FINAL_STATES and not prev.is_lost(st.spec.lease)
+        alive = prev.state not in (*FINAL_STATES, "error") and not prev.is_lost(st.spec.lease)
         if alive and prev.pid != os.getpid():
             if prev.host != st.host:
                 raise JobError(f"a worker named {st.node!r} is already running on {prev.host} "
