@@ -6,7 +6,6 @@ cause is fixed a restarted worker finishes every item exactly once."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 
 from sshcluster import SshCluster
 from test_fault_tolerance import LEASE, assert_exactly_once, make_job  # noqa: F401  (fixture)
-from ppss_helpers import items_n, wait_for
+from ppss_helpers import items_n
 from worker import layout as L
 
 pytestmark = pytest.mark.ssh

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from ppss_helpers import assert_exactly_once, items_n, wait_for
+from ppss_helpers import assert_exactly_once, items_n
 from sshcluster import SshCluster
 from test_fault_tolerance import LEASE, make_job  # noqa: F401  (fixture)
 from worker import layout as L

@@ -14,6 +14,7 @@ import os
 from . import __version__
 from . import layout as L
 from .controlwatch import ControlWatch
+from .errors import PpssError
 from .jobstatus import NodeStatus, RunningItem
 from .nodestate import NodeState
 from .store import NO_SPACE, StoreError
@@ -69,14 +70,14 @@ class Heartbeat:
         try:
             await self.write()
             return
-        except StoreError as exc:
+        except PpssError as exc:  # (a lost connection too)
             if NO_SPACE not in str(exc):
                 st.log(f"final status not written: {exc}")
                 return
         try:
             await st.store.remove(L.status_path(st.node))
             await self.write()
-        except StoreError as exc:
+        except PpssError as exc:
             st.log(f"final status not written: {exc}")
 
     def must_verify(self, lock: str) -> bool:

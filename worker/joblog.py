@@ -7,7 +7,8 @@ import json
 
 from . import layout as L
 from .clock import Clock, wait_event
-from .store import Store, StoreError
+from .errors import PpssError
+from .store import Store
 
 JOBLOG_BATCH = 64
 JOBLOG_FLUSH = 0.5
@@ -47,7 +48,7 @@ class JobLog:
         """On the way out after an error: flush what we can, say what we could not."""
         try:
             await self.flush()
-        except StoreError as exc:
+        except PpssError as exc:  # the master's error, or the connection lost
             log(f"job log not flushed: {exc}")
 
     async def loop(self) -> None:
