@@ -32,7 +32,7 @@ def test_random_kills_and_restarts(ssh_cluster: SshCluster, make_job) -> None:  
     seed = int(os.environ.get("PPSS_FAULT_SEED") or random.randrange(1 << 30))
     print(f"[faults-random] seed {seed} (PPSS_FAULT_SEED={seed} to repeat)", file=sys.stderr, flush=True)
     rng = random.Random(seed)
-    items = items_n(240)
+    items = items_n(300)
     job = make_job(ssh_cluster)
     job.init("--command", job.timed("sleep 0.15"), "--lease", str(LEASE), items=items)
     for node in NODES:
