@@ -204,3 +204,22 @@ def test_a_full_master_in_copy_mode_leaves_no_partial_output(ssh_cluster: SshClu
     assert_exactly_once(job, items)
     outputs_whole()
     assert len(list(out.rglob("big"))) == len(items)
+
+
+def test_a_worker_started_on_a_full_master_says_so(ssh_cluster: SshCluster, make_job, small_master) -> None:  # noqa: F811
+    """Already full when the worker starts: one line, "no space left on the master" (over SFTP
+    the server says only "Failure"), exit status 4; with room again it runs the job."""
+    items = items_n(10)
+    job = make_job(ssh_cluster)
+    small_master(job.dir)
+    job.create(items, 'echo "$ITEM"', "--lease", str(LEASE))
+    filler = job.dir / "tmp" / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+    job.start("w1", 2)
+    assert job.wait("w1", 30) == 4
+    only_line(job.stderr("w1"), "no space left on the master")
+    assert not job.records()[1]
+    filler.unlink()
+    job.start("w1", 2)
+    job.wait_ok("w1", 60)
+    assert_exactly_once(job, items)

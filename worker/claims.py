@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 
 from . import layout as L
-from .store import Store, StoreError
+from .store import Store, StoreError, refused_mkdir
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class Claims:
             # SFTP v3 reports "exists" and "disk full" alike: make sure the first one exists.
             if not await self.store.exists(L.lock_path(candidates[0].lock)):
                 raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
-                                 "cannot create lock directory (disk full or not writable?)")
+                                 f"{await refused_mkdir(self.store)}")
             return []
         ops = [self.store.mkdir(self.token_path(c.lock)) for c in winners]
         if self.make_output_dirs:

@@ -150,13 +150,13 @@ class SftpStore(Store):
                     try:
                         return await op(self._sftp)
                     except asyncssh.SFTPFailure:
-                        if await self._full():
+                        if await self.is_full():
                             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
                         raise
             except LOST:
                 await self._recover(generation)
 
-    async def _full(self) -> bool:
+    async def is_full(self) -> bool:
         """After a bare "Failure" (SFTP v3 has no ENOSPC code): is the master's disk full?"""
         try:
             return looks_full(await self._sftp.statvfs(self.root))
