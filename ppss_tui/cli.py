@@ -74,6 +74,7 @@ def init_options(s: argparse.ArgumentParser) -> None:
                    help="under a jobs root: higher runs first (default 0; control.yaml may change it)")
     s.add_argument("--halt", metavar="N|N%",
                    help="halt the job when more than N items (or N%% of the finished, from 10) failed")
+    s.add_argument("--group", help="share the job with GROUP (setgid, group-writable dirs); default: private")
 
 
 def status_options(s: argparse.ArgumentParser) -> None:
@@ -178,7 +179,7 @@ async def cmd_init(args) -> int:
                                 lease=args.lease, transfer=args.transfer, output_dir=args.output_dir,
                                 file_server=args.file_server, watch=args.watch,
                                 recurse=not args.no_recurse, timeout=args.timeout,
-                                priority=args.priority, halt=args.halt)
+                                priority=args.priority, halt=args.halt, group=args.group)
         if store.in_root:
             await mark_active(parent, store.name)
     finally:

@@ -21,7 +21,7 @@ def store(tmp_path):
 
 
 def test_os_and_sftp_errors_map_to_one_line_store_errors() -> None:
-    with pytest.raises(StoreError, match=r"^job/x: No space left on device$"):
+    with pytest.raises(StoreError, match=r"^job/x: no space left on the master$"):
         with mapped_errors("job/x"):
             raise OSError(errno.ENOSPC, "No space left on device")
     with pytest.raises(StoreError, match=r"^job/y: denied$"):
@@ -61,7 +61,7 @@ async def test_faulty_store_injects_enospc_at_the_nth_matching_write(store) -> N
     await store.mkdir("logs")
     await faulty.write("other", b"")  # not matching: passes, not counted
     await faulty.write("logs/a", b"1")
-    with pytest.raises(StoreError, match=r"logs/b: No space left on device"):
+    with pytest.raises(StoreError, match=r"logs/b: no space left on the master"):
         await faulty.write("logs/b", b"2")
     await faulty.write("logs/c", b"3")  # count=1: only the second one
     assert faulty.log == [("nospace", "write", "logs/b")]

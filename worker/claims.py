@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 
 from . import layout as L
-from .store import Store, StoreError
+from .store import Store, StoreError, refused_mkdir
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,19 @@ class Claims:
         """Try to claim every candidate (pipelined); return the ones this node won."""
         if not candidates:
             return []
-        won = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates))
-        winners = [c for c, ok in zip(candidates, won) if ok]
+        won = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates),
+                                   return_exceptions=True)
+        errors = [r for r in won if isinstance(r, BaseException)]
+        winners = [c for c, ok in zip(candidates, won) if ok is True]
+        if errors:  # the master refused one (a shard not writable): undo the others, say why
+            await asyncio.gather(*(self.store.rmdir(L.lock_path(c.lock)) for c in winners),
+                                 return_exceptions=True)
+            raise errors[0]
         if not winners:
             # SFTP v3 reports "exists" and "disk full" alike: make sure the first one exists.
             if not await self.store.exists(L.lock_path(candidates[0].lock)):
                 raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
-                                 "cannot create lock directory (disk full or not writable?)")
+                                 f"{await refused_mkdir(self.store)}")
             return []
         ops = [self.store.mkdir(self.token_path(c.lock)) for c in winners]
         if self.make_output_dirs:

@@ -33,10 +33,11 @@ from .haltwatch import HaltWatch
 from .heartbeat import HEARTBEAT, Heartbeat
 from .itemrun import ItemRunner
 from .joblog import JobLog
+from .joblogfix import restore_joblog
 from .jobspec import JobSpec
 from .leases import Leases
 from .nodestate import NodeState, Running  # noqa: F401  (Running: re-exported)
-from .store import Store
+from .store import Store, StoreError
 from .sweep import Sweeper
 from .transfer import CopyTransfer
 
@@ -134,6 +135,23 @@ class Worker:
             task.add_done_callback(st.task_done)
         return tasks
 
+    async def stop_on_error(self, exc: BaseException) -> None:
+        """A fatal error (the master refused a write, its disk is full, the job is corrupt): end
+        the running items and give their claims back as on SIGTERM (what cannot be given back
+        stays listed in our status, for a restart or another node to take back), then say why
+        in our final status and flush the job log. Nothing is recorded failed for it."""
+        st = self.st
+        st.fatal = st.fatal or exc
+        if isinstance(exc, Exception):
+            st.error = str(exc) if isinstance(exc, JobError) else f"{type(exc).__name__}: {exc}"
+        await self.items.abort_all()
+        queued = list(st.queue)
+        st.queue.clear()
+        st.queue.extend(await self.items.give_back(queued))
+        if isinstance(exc, Exception):
+            await self.joblog.flush_quietly(st.log)
+            await self.heartbeat.write_final()
+
     async def run(self, handle_signals: bool = True) -> int:
         """Run the job on this node; the exit status. A serving worker (serve.py) runs several
         and handles the signals itself (``handle_signals=False``)."""
@@ -146,9 +164,7 @@ class Worker:
         try:
             code = await self.dispatch()
         except BaseException as exc:
-            for r in list(st.running.values()):  # their tasks remove them meanwhile
-                await r.proc.terminate()
-            st.error = str(exc) if isinstance(exc, JobError) else ""
+            await self.stop_on_error(exc)
             raise
         finally:
             for task in helpers:
@@ -159,6 +175,13 @@ class Worker:
         await self.release_queue()
         await self.joblog.flush()
         await self.heartbeat.write()
+        if st.finished and not st.spec.watch:
+            try:
+                restored = await restore_joblog(st.store, st.spec, st.node, self.joblog)
+                if restored:
+                    st.log(f"job log: {restored} lines lost to a crash restored from the records")
+            except StoreError as exc:
+                st.log(f"job log not checked: {exc}")
         c = st.counters
         st.log(f"{st.reported_state()}: {c.done} done, {c.failed} failed on this node"
                + (f", {c.lost_leases} late results refused" if c.lost_leases else ""))

@@ -14,13 +14,15 @@ import os
 from . import __version__
 from . import layout as L
 from .controlwatch import ControlWatch
+from .errors import PpssError
 from .jobstatus import NodeStatus, RunningItem
 from .nodestate import NodeState
-from .store import StoreError
+from .store import NO_SPACE, StoreError
 
 HEARTBEAT = 1.0  # status file (the heartbeat) every second
 CONTROL_POLL = 0.5  # control.yaml looked at twice a second
 CONTROL_SETTLE = 0.2
+STATUS_FAILURES = 3  # the master refused our status this many times in a row (3 s): stop
 
 
 class Heartbeat:
@@ -61,6 +63,23 @@ class Heartbeat:
                 self.suspect |= {c.lock for c in st.queue}
             self.written, self.last_beat = (entry.mtime, mono), beat
 
+    async def write_final(self) -> None:
+        """The status a worker leaves when it stops on an error (state ``error``, the reason).
+        A full master has no room for a new file: our old status file makes that room."""
+        st = self.st
+        try:
+            await self.write()
+            return
+        except PpssError as exc:  # (a lost connection too)
+            if NO_SPACE not in str(exc):
+                st.log(f"final status not written: {exc}")
+                return
+        try:
+            await st.store.remove(L.status_path(st.node))
+            await self.write()
+        except PpssError as exc:
+            st.log(f"final status not written: {exc}")
+
     def must_verify(self, lock: str) -> bool:
         """Check the claim is still ours before starting it? (Once per suspect claim.)"""
         verify = lock in self.suspect or self.st.clock.awake() - self.last_beat > self.st.spec.lease / 2
@@ -71,6 +90,7 @@ class Heartbeat:
         """control.yaml twice a second, the status file once a second — and soon after a
         control change, once the change took effect, so the console sees it within 2 s."""
         last_status = 0.0
+        failures = 0
         clock = self.st.clock
         while True:
             try:
@@ -78,8 +98,14 @@ class Heartbeat:
                 if changed:
                     await asyncio.sleep(CONTROL_SETTLE)  # let the dispatcher start or stop items
                 if changed or clock.monotonic() - last_status >= HEARTBEAT:
-                    await self.write()
                     last_status = clock.monotonic()
+                    await self.write()
+                    failures = 0
             except StoreError as exc:
+                # Not a lost connection (the store retries those): the master refuses our
+                # status (job directory gone, not writable, full). Say it; stop if it lasts.
+                failures += 1
+                if failures >= STATUS_FAILURES:
+                    raise
                 self.st.log(str(exc))
             await asyncio.sleep(CONTROL_POLL)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from dataclasses import replace
 from typing import Callable
@@ -27,6 +28,7 @@ from .transfer import CopyTransfer, TransferError
 
 LOG_TAIL = 4096
 TRANSFER_FAILED = 254  # the exit status recorded when fetching or uploading an item failed
+ABORT_WAIT = 30.0  # a fatal error: how long running items get to end and be given back
 
 
 class ItemRunner:
@@ -87,13 +89,19 @@ class ItemRunner:
         work, result = None, None
         if self.transfer:
             work, result = await self.fetch(claim, proc)
-        if result is None and st.interrupted:
+        if result is None and (st.interrupted or st.fatal):
             st.running.pop(claim.lock, None)
-            await self.claims.release(claim)
+            st.queue.extend(await self.give_back([claim]))
             return
         ran = result is None
         if ran:
-            result = await self.run_process(claim, proc, work)
+            try:
+                result = await self.run_process(claim, proc, work)
+            except StoreError:  # the master refused the upload (full, not writable): not the item's fault
+                st.running.pop(claim.lock, None)
+                self.transfer.cleanup(work)
+                st.queue.extend(await self.give_back([claim]))
+                raise
         st.committing[claim.lock] = claim
         st.running.pop(claim.lock, None)
         self.on_finished()
@@ -124,10 +132,11 @@ class ItemRunner:
         return result
 
     async def settle(self, claim: Claim, result: Result, work: str | None, killed: bool) -> None:
-        if self.st.interrupted and killed and result.exit_code != 0:
-            # We stopped it: give it back to run again. (One that finished despite the signal,
-            # or before it, is recorded like any other.)
-            await self.claims.release(claim)
+        st = self.st
+        if (st.interrupted or st.fatal) and killed and result.exit_code != 0:
+            # We stopped it (a signal, or a fatal error on the master): give it back to run
+            # again. (One that finished despite the signal, or before it, is recorded.)
+            st.queue.extend(await self.give_back([claim]))
             return
         if work:
             if result.exit_code == 0:
@@ -136,31 +145,79 @@ class ItemRunner:
                 result = replace(result, output=result.output + f"ppss: work directory kept: {work}\n".encode())
         await self.commit(claim, result)
 
+    async def abort_all(self, grace: float = ABORT_WAIT) -> None:
+        """End every running item (whole tree) and wait for their tasks to give them back."""
+        st = self.st
+        await asyncio.gather(*(r.proc.terminate() for r in list(st.running.values())),
+                             return_exceptions=True)
+        pending = [t for t in st.tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+
+    async def give_back(self, claims: list[Claim]) -> list[Claim]:
+        """Release each claim; the ones the master refused stay ours (returned), listed in our
+        status for a restart of this node, or another node, to take back."""
+        results = await asyncio.gather(*(self.claims.release(c) for c in claims), return_exceptions=True)
+        kept = [c for c, r in zip(claims, results) if isinstance(r, BaseException)]
+        errors = [r for r in results if isinstance(r, StoreError)]
+        if kept:
+            self.st.log(f"{len(kept)} claims not given back ({errors[0] if errors else 'error'}): "
+                        "left to be taken back")
+        return kept
+
     async def commit(self, claim: Claim, result: Result) -> None:
+        """Stage the log and failed record under temporary names, queue the retry, fence, then
+        publish (renames only). A master error before the fence gives the claim back and stops
+        the worker: the item runs again, once the cause is fixed; nothing half-written remains."""
         st = self.st
         ok = result.exit_code == 0
         will_retry = not ok and claim.attempt <= st.spec.retries
-        next_lock = await self.claims.requeue(claim) if will_retry else None
-        fenced = await (self.claims.commit_done(claim) if ok else self.claims.commit_failed(claim))
         rec = record(claim, st.node, st.host, result.exit_code, result.started, result.duration,
                      **({"reason": result.reason} if result.reason else {}))
+        tail = result.output[-LOG_TAIL:].decode("utf-8", "replace")
+        files = []
+        if result.output or not ok:
+            files.append((L.log_path(claim.ident), self.log_text(claim, result)))
+        if not ok and not will_retry:
+            files.append((L.failed_path(claim.ident), record_bytes({**rec, "output_tail": tail})))
+        staged: list[tuple[str, str]] = []
+        next_lock = None
+        try:
+            staged = await self.stage(files)
+            next_lock = await self.claims.requeue(claim) if will_retry else None
+            fenced = await (self.claims.commit_done(claim) if ok else self.claims.commit_failed(claim))
+        except StoreError:
+            await self.unstage(staged, next_lock)
+            st.queue.extend(await self.give_back([claim]))
+            raise
         if not fenced:
+            await self.unstage(staged, None)
             await self.discard(claim, rec, next_lock)
             return
-        tail = result.output[-LOG_TAIL:].decode("utf-8", "replace")
         self.joblog.write({"event": "done" if ok else ("retry" if will_retry else "failed"), **rec,
                            **({"output_tail": tail} if tail else {})})
-        ops = []
-        if result.output or not ok:
-            ops.append(st.store.write(L.log_path(claim.ident), self.log_text(claim, result)))
         if ok:
             st.counters.done += 1
         elif not will_retry:
-            ops.append(st.store.write(L.failed_path(claim.ident), record_bytes({**rec, "output_tail": tail})))
             st.counters.failed += 1
             st.counters.failed_this_run += 1
-        if ops:
-            await asyncio.gather(*ops)
+        await asyncio.gather(*(st.store.replace(tmp, final) for tmp, final in staged))
+
+    async def stage(self, files: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+        """Write each (final name, data) under a temporary name; [(temporary, final)]."""
+        staged = [(f"{final}.tmp-{secrets.token_hex(4)}", final) for final, _ in files]
+        results = await asyncio.gather(*(self.st.store.write(tmp, data) for (tmp, _), (_, data)
+                                         in zip(staged, files)), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            await self.unstage(staged, None)
+            raise failed[0]
+        return staged
+
+    async def unstage(self, staged: list[tuple[str, str]], next_lock: str | None) -> None:
+        """Best effort: remove what a commit that did not happen left (never masks its error)."""
+        paths = [tmp for tmp, _ in staged] + ([f"{L.RETRY_DIR}/{next_lock}"] if next_lock else [])
+        await asyncio.gather(*(self.st.store.remove(p) for p in paths), return_exceptions=True)
 
     async def discard(self, claim: Claim, rec: dict, next_lock: str | None) -> None:
         """Our claim was taken over (we were silent longer than the lease): not ours to record."""

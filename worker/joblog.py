@@ -7,6 +7,7 @@ import json
 
 from . import layout as L
 from .clock import Clock, wait_event
+from .errors import PpssError
 from .store import Store
 
 JOBLOG_BATCH = 64
@@ -17,6 +18,7 @@ class JobLog:
     def __init__(self, store: Store, node: str, clock: Clock) -> None:
         self.store, self.node, self.clock = store, node, clock
         self.buffer: list[str] = []
+        self.started = False  # appended to the file yet (this run)
         self.kick = asyncio.Event()
 
     def write(self, event: dict) -> None:
@@ -29,7 +31,25 @@ class JobLog:
     async def flush(self) -> None:
         if self.buffer:
             data, self.buffer = "".join(self.buffer).encode(), []
+            if not self.started:
+                data = await self.mend() + data
             await self.store.append(L.joblog_path(self.node), data)
+            self.started = True
+
+    async def mend(self) -> bytes:
+        """A line torn by a crash of an earlier run stays a line of its own (readers skip it)."""
+        entry = await self.store.stat(L.joblog_path(self.node))
+        if not entry or not entry.size:
+            return b""
+        last = await self.store.read_range(L.joblog_path(self.node), entry.size - 1, 1)
+        return b"" if last in (b"\n", None, b"") else b"\n"
+
+    async def flush_quietly(self, log) -> None:
+        """On the way out after an error: flush what we can, say what we could not."""
+        try:
+            await self.flush()
+        except PpssError as exc:  # the master's error, or the connection lost
+            log(f"job log not flushed: {exc}")
 
     async def loop(self) -> None:
         while True:

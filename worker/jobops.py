@@ -7,6 +7,7 @@ headless subcommands call the same functions, so both views always agree.
 from __future__ import annotations
 
 import asyncio
+import grp
 import hashlib
 import json
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from .halt import halt_reason, parse_halt
 from .jobspec import TRANSFERS, JobSpec
 from .sourcedir import list_source_dir  # noqa: F401  (re-exported for the console)
 from .store import Store
+from .store.base import GROUP_MODES
 
 WRITE_BATCH = 64
 
@@ -45,7 +47,7 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
                    output_dir: str | None = None, file_server: str | None = None,
                    watch: bool = False, recurse: bool = True,
                    chunk_size: int = L.CHUNK_SIZE, timeout: float | None = None, priority: int = 0,
-                   halt: str | None = None) -> InitResult:
+                   halt: str | None = None, group: str | None = None) -> InitResult:
     if not command.strip():
         raise UsageError("--command is empty")
     if retries < 0:
@@ -73,7 +75,11 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
             unique.append(item)
     if not unique and not watch:
         raise UsageError(f"{source}: no items (empty source)")
-    await store.make_root()
+    gid = group_id(group) if group is not None else None
+    await store.make_root()  # private to the master account (0700, files 0600)...
+    if gid is not None:  # ...or shared with a group: setgid, group-writable directories
+        await store.share("", gid, GROUP_MODES[0])
+        store.job_modes = GROUP_MODES
     await asyncio.gather(*(store.mkdir(d) for d in (*L.TOP_DIRS, L.OUTPUT_DIR)))
     sharded = [f"{top}/{s}" for top in (*L.SHARDED_DIRS, L.OUTPUT_DIR) for s in L.SHARDS]
     for i in range(0, len(sharded), 256):
@@ -91,6 +97,17 @@ async def init_job(store: Store, command: str, items: list[bytes], source_kind: 
     await store.write_atomic(L.CONTROL_FILE, Control().to_yaml())
     await store.write_atomic(L.JOB_FILE, spec.to_yaml())  # last: its presence means "ready"
     return InitResult(spec, len(items) - len(unique))
+
+
+def group_id(group: str) -> int:
+    """``init --group``: a group name (as this host knows it: the same directory service as the
+    master's) or a numeric gid."""
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise UsageError(f"--group {group}: no such group here (give its numeric gid on the master)") from None
 
 
 async def update_control(store: Store, change) -> Control:

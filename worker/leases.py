@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 from . import layout as L
 from .claims import Claim, Claims
 from .errors import JobError
+from .joblogfix import note_unclean
 from .jobstatus import FINAL_STATES, NodeStatus, read_nodes
 from .nodestate import NodeState
 from .store import StoreError
@@ -87,6 +88,8 @@ class Leases:
         c = st.counters
         c.done, c.failed, c.lost_leases, c.added = prev.done, prev.failed, prev.lost_leases, prev.added
         self.refuse_twin(prev)
+        if prev.state not in FINAL_STATES:  # it crashed: its last job-log lines may be lost
+            await note_unclean(st.store)
         won = await self.take_back(held_leases(prev))
         if won:
             st.log(f"took back {len(won)} unfinished items of this node's previous run")
@@ -94,7 +97,7 @@ class Leases:
 
     def refuse_twin(self, prev: NodeStatus) -> None:
         st = self.st
-        alive = prev.state not in FINAL_STATES and not prev.is_lost(st.spec.lease)
+        alive = prev.state not in (*FINAL_STATES, "error") and not prev.is_lost(st.spec.lease)
         if alive and prev.pid != os.getpid():
             if prev.host != st.host:
                 raise JobError(f"a worker named {st.node!r} is already running on {prev.host} "

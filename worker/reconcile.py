@@ -14,6 +14,7 @@ from . import layout as L
 from .claims import Candidate, record_bytes
 from .jobspec import JobSpec
 from .store import Store
+from .sweep import chunk_items
 
 
 @dataclass
@@ -56,8 +57,10 @@ async def iter_items(store: Store, spec: JobSpec):
     seen: set[bytes] | None = set() if spec.watch else None
     for start in range(0, len(paths), step):
         blobs = await asyncio.gather(*(store.read(p) for p in paths[start:start + step]))
-        for blob in blobs:
-            for item in L.decode_chunk(blob or b""):
+        for i, blob in enumerate(blobs, start):
+            listed = chunk_items(blob, i, spec, store.where(paths[i])) if i < spec.chunks \
+                else L.decode_chunk(blob or b"")
+            for item in listed:
                 if seen is not None:
                     if item in seen:
                         continue
@@ -233,7 +236,7 @@ def _failed_attempt(store: Store, spec: JobSpec, ident: str, attempt: int, item:
         result.queued += 1
         return store.write_atomic(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item)
     result.failed += 1
-    return store.write(L.failed_path(ident), record_bytes(
+    return store.write_atomic(L.failed_path(ident), record_bytes(
         {"id": ident, "item": L.item_to_json(item), "attempt": attempt, "exit": None, "repaired": True}))
 
 

@@ -14,6 +14,7 @@ import zlib
 
 from . import layout as L
 from .claims import Candidate
+from .errors import JobError
 from .jobspec import JobSpec
 from .sourcedir import walk_files
 from .store import Store
@@ -22,6 +23,19 @@ RETRY_POLL = 2.0
 HELP_GIVE_UP = 32  # taken items in a row after which a helper leaves a chunk
 WATCH_PERIOD = 3.0   # how often an idle worker lists a watched source directory
 WATCH_SETTLE = 3.0   # a new file is taken once unchanged for this long (master clock)
+
+
+def chunk_items(data: bytes | None, index: int, spec: JobSpec, where: str) -> list[bytes]:
+    """The items of chunk ``index`` of the item list; a chunk missing, emptied or cut short
+    (its count is known from job.yaml) is a corrupt job: waiting on it would be forever."""
+    expected = spec.chunk_size if index < spec.chunks - 1 else spec.total - spec.chunk_size * (spec.chunks - 1)
+    if data is None:
+        raise JobError(f"{where}: item list chunk missing; the job is corrupt")
+    items = L.decode_chunk(data)
+    if len(items) != expected or (data and not data.endswith(b"\0")):
+        raise JobError(f"{where}: item list chunk corrupt ({len(items)} of {expected} items, "
+                       f"{len(data)} bytes: emptied or truncated?)")
+    return items
 
 
 class Sweeper:
@@ -56,8 +70,9 @@ class Sweeper:
         self.taken |= self.swept
 
     async def _open_chunk(self, index: int, reverse: bool = False) -> None:
-        data = await self.store.read(L.chunk_path(index)) or b""
-        self.current = [Candidate(L.item_id(item), item) for item in L.decode_chunk(data)]
+        data = await self.store.read(L.chunk_path(index))
+        items = chunk_items(data, index, self.spec, self.store.where(L.chunk_path(index)))
+        self.current = [Candidate(L.item_id(item), item) for item in items]
         if reverse:  # helping: start from the end, away from the chunk's own sweeper
             self.current.reverse()
         self.current_chunk = index

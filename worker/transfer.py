@@ -26,7 +26,7 @@ import stat
 from . import layout as L
 from .errors import PpssError
 from .jobspec import JobSpec
-from .store import FileServer
+from .store import FileServer, StoreError
 
 
 class TransferError(PpssError):
@@ -135,6 +135,8 @@ class CopyTransfer:
         try:
             await self.master.put_tree(out, self.output_target(item))
             return notes
+        except StoreError as exc:  # the master's fault (full, not writable): the item runs again later
+            raise StoreError(f"uploading the output of {L.display_item(item)} failed: {exc}") from None
         except PpssError as exc:
             raise TransferError(f"uploading the output of {L.display_item(item)} failed: {exc}") from None
         except OSError as exc:

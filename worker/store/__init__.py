@@ -13,13 +13,22 @@ from typing import Callable
 from ..address import MasterAddress
 from ..sshconn import SshTarget
 from .base import Entry, FileServer, Store, StoreError
-from .errors import LOST, mapped_errors
+from .errors import LOST, NO_SPACE, mapped_errors
 from .faulty import Fault, FaultyStore
 from .local import LocalStore
 from .sftp import SftpStore, _CoalescingWriter, coalesce_requests
 
-__all__ = ["Entry", "Fault", "FaultyStore", "FileServer", "LOST", "LocalStore", "SftpStore", "Store", "StoreError",
-           "_CoalescingWriter", "coalesce_requests", "mapped_errors", "open_store"]
+__all__ = ["Entry", "Fault", "FaultyStore", "FileServer", "LOST", "LocalStore", "NO_SPACE", "SftpStore", "Store", "StoreError",
+           "_CoalescingWriter", "coalesce_requests", "mapped_errors", "open_store", "refused_mkdir"]
+
+
+async def refused_mkdir(store: Store) -> str:
+    """Why a mkdir the SFTP server answered with a bare "Failure" (v3: "exists", "full" and
+    others alike) created nothing: the master's disk is full, or something else."""
+    inner = getattr(store, "inner", store)
+    if isinstance(inner, SftpStore) and await inner.is_full():
+        return NO_SPACE
+    return "cannot create lock directory (disk full or not writable?)"
 
 
 async def open_store(address: MasterAddress, identity: str | None = None,

@@ -31,6 +31,11 @@ class Entry:
     mtime: float
     size: int
     is_file: bool = False
+    mode: int = 0  # permission bits (with setgid), where the store knows them
+
+
+PRIVATE_MODES = (0o700, 0o600)  # (directories, files): a job is private to the master account
+GROUP_MODES = (0o2770, 0o640)   # init --group: setgid directories the group can write in
 
 
 @runtime_checkable
@@ -47,6 +52,17 @@ class Store(ABC):
 
     root: str
     label: str
+    job_modes: tuple[int, int] | None = None  # known, or set by init --group
+
+    async def modes(self) -> tuple[int, int]:
+        """(directory mode, file mode) of what this store creates: as the job root says (a root
+        the group may write in is a shared job), private until the root exists."""
+        if self.job_modes is None:
+            entry = await self.stat("")
+            if entry is None:
+                return PRIVATE_MODES
+            self.job_modes = GROUP_MODES if entry.mode & 0o020 else PRIVATE_MODES
+        return self.job_modes
 
     def path(self, rel: str) -> str:
         return posixpath.join(self.root, rel) if rel else self.root
@@ -61,12 +77,17 @@ class Store(ABC):
         await self.close()
 
     async def write_atomic(self, rel: str, data: bytes) -> None:
+        """Readers see the old file or the new one, never a part (a temporary name, then rename);
+        a failure leaves nothing behind (a full disk can leave the temporary file half-written)."""
         tmp = f"{rel}.tmp-{secrets.token_hex(4)}"
-        await self.write(tmp, data)
         try:
+            await self.write(tmp, data)
             await self.replace(tmp, rel)
         except BaseException:
-            await self.remove(tmp)
+            try:
+                await self.remove(tmp)
+            except Exception:  # noqa: BLE001  (the first error is the one to tell)
+                pass
             raise
 
     async def make_root(self) -> None:
@@ -74,8 +95,9 @@ class Store(ABC):
         # Absolute paths, so mkdir does not join them to the (not yet existing) root.
         prefix = "/" if self.root.startswith("/") else (await self.realpath("~")).rstrip("/") + "/"
         parts = [p for p in self.root.split("/") if p and p != "."]
-        for i in range(1, len(parts) + 1):
-            await self.mkdir(prefix + "/".join(parts[:i]))
+        for i in range(1, len(parts)):  # parents as the account's umask makes them
+            await self.mkdir(prefix + "/".join(parts[:i]), mode=0o777)
+        await self.mkdir(prefix + "/".join(parts), mode=PRIVATE_MODES[0])
 
     async def makedirs(self, rel: str) -> None:
         parts = [p for p in rel.split("/") if p]
@@ -91,7 +113,10 @@ class Store(ABC):
         return entry.mtime if entry else time.time()
 
     @abstractmethod
-    async def mkdir(self, rel: str) -> bool: ...
+    async def mkdir(self, rel: str, mode: int | None = None) -> bool: ...
+    @abstractmethod
+    async def share(self, rel: str, gid: int, mode: int) -> None:
+        """chown to group ``gid`` and chmod ``mode`` (init --group, on the job root)."""
     @abstractmethod
     async def rmdir(self, rel: str) -> bool: ...
     @abstractmethod

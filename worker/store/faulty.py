@@ -20,7 +20,7 @@ from .base import Entry, Store
 from .errors import mapped_errors
 
 KINDS = {"nospace": errno.ENOSPC, "denied": errno.EACCES, "lost": None}
-OPS = ("mkdir", "rmdir", "remove", "rename", "replace", "read", "read_range", "write", "append",
+OPS = ("mkdir", "share", "rmdir", "remove", "rename", "replace", "read", "read_range", "write", "append",
        "scandir", "stat", "realpath", "get_file", "put_tree")
 
 
@@ -77,7 +77,8 @@ class FaultyStore(Store):
         self._check(op, path)
         return await getattr(self.inner, op)(*args)
 
-    async def mkdir(self, rel: str) -> bool: return await self._do("mkdir", rel, rel)
+    async def mkdir(self, rel: str, mode: int | None = None) -> bool: return await self._do("mkdir", rel, rel, mode)
+    async def share(self, rel: str, gid: int, mode: int) -> None: return await self._do("share", rel, rel, gid, mode)
     async def rmdir(self, rel: str) -> bool: return await self._do("rmdir", rel, rel)
     async def remove(self, rel: str) -> bool: return await self._do("remove", rel, rel)
     async def rename(self, src: str, dst: str) -> bool: return await self._do("rename", src, src, dst)

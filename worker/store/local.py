@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import posixpath
+import secrets
 import shutil
 import stat as st_mod
 import time
@@ -19,13 +21,25 @@ class LocalStore(Store):
         self.label = root
         self._append_fds: dict[str, int] = {}
 
-    async def mkdir(self, rel: str) -> bool:
+    async def mkdir(self, rel: str, mode: int | None = None) -> bool:
+        mode = (await self.modes())[0] if mode is None else mode
         with mapped_errors(self.where(rel)):
             try:
-                os.mkdir(self.path(rel))
+                os.mkdir(self.path(rel), mode & 0o777)
             except FileExistsError:
                 return False
+            if mode & 0o2070 == 0o2070:  # a shared job: setgid and group-writable despite the umask
+                os.chmod(self.path(rel), mode)
             return True
+
+    async def share(self, rel: str, gid: int, mode: int) -> None:
+        with mapped_errors(self.where(rel)):
+            os.chown(self.path(rel), -1, gid)
+            os.chmod(self.path(rel), mode)
+
+    async def _create(self, rel: str, flags: int) -> int:
+        mode = (await self.modes())[1]
+        return os.open(self.path(rel), os.O_WRONLY | os.O_CREAT | flags, mode)
 
     async def rmdir(self, rel: str) -> bool:
         with mapped_errors(self.where(rel)):
@@ -78,14 +92,15 @@ class LocalStore(Store):
                 return None
 
     async def write(self, rel: str, data: bytes) -> None:
-        with mapped_errors(self.where(rel)), open(self.path(rel), "wb") as fh:
-            fh.write(data)
+        with mapped_errors(self.where(rel)):
+            with open(await self._create(rel, os.O_TRUNC), "wb") as fh:
+                fh.write(data)
 
     async def append(self, rel: str, data: bytes) -> None:
         with mapped_errors(self.where(rel)):
             fd = self._append_fds.get(rel)
             if fd is None:
-                fd = os.open(self.path(rel), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                fd = await self._create(rel, os.O_APPEND)
                 self._append_fds[rel] = fd
             os.write(fd, data)
 
@@ -104,7 +119,7 @@ class LocalStore(Store):
             except (FileNotFoundError, NotADirectoryError):
                 return None
         return Entry(posixpath.basename(rel), st_mod.S_ISDIR(st.st_mode), st.st_mtime, st.st_size,
-                     st_mod.S_ISREG(st.st_mode))
+                     st_mod.S_ISREG(st.st_mode), st_mod.S_IMODE(st.st_mode))
 
     async def now(self) -> float:
         return time.time()
@@ -114,15 +129,24 @@ class LocalStore(Store):
             shutil.copyfile(remote, local)
 
     async def put_tree(self, local_dir: str, remote_dir: str) -> int:
-        count = 0
-        with mapped_errors(remote_dir):
-            for here, _dirs, files in os.walk(local_dir):
-                target = os.path.join(remote_dir, os.path.relpath(here, local_dir))
-                os.makedirs(target, exist_ok=True)
-                for name in files:
-                    shutil.copyfile(os.path.join(here, name), os.path.join(target, name))
-                    count += 1
-        return count
+        staged: list[tuple[str, str]] = []  # (temporary, final): see SftpStore.put_tree
+        try:
+            with mapped_errors(remote_dir):
+                for here, _dirs, files in os.walk(local_dir):
+                    target = os.path.join(remote_dir, os.path.relpath(here, local_dir))
+                    os.makedirs(target, exist_ok=True)
+                    for name in files:
+                        final = os.path.join(target, name)
+                        staged.append((f"{final}.tmp-{secrets.token_hex(4)}", final))
+                        shutil.copyfile(os.path.join(here, name), staged[-1][0])
+                for tmp, final in staged:
+                    os.replace(tmp, final)
+        except BaseException:
+            for tmp, _ in staged:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise
+        return len(staged)
 
     async def realpath(self, path: str) -> str:
         return os.path.realpath(os.path.expanduser(path))

@@ -7,8 +7,10 @@ Requests are independent coroutines, so callers pipeline them with ``asyncio.gat
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import posixpath
+import secrets
 from typing import Callable
 
 import asyncssh
@@ -16,7 +18,7 @@ import asyncssh
 from ..errors import ConnectError
 from ..sshconn import SshTarget, connect, connect_with_retry
 from .base import Entry, Store, StoreError
-from .errors import LOST, mapped_errors
+from .errors import LOST, looks_full, mapped_errors
 
 # The coalescing writer replaces a private attribute of asyncssh's SFTP client
 # (``sftp._handler._writer``): pyproject.toml bounds asyncssh's version, and
@@ -63,7 +65,8 @@ def coalesce_requests(sftp: asyncssh.SFTPClient) -> bool:
 
 def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
     fmt = (attrs.permissions or 0) & 0o170000
-    return Entry(name, fmt == 0o040000, float(attrs.mtime or 0), int(attrs.size or 0), fmt == 0o100000)
+    return Entry(name, fmt == 0o040000, float(attrs.mtime or 0), int(attrs.size or 0), fmt == 0o100000,
+                 (attrs.permissions or 0) & 0o7777)
 
 
 class SftpStore(Store):
@@ -144,18 +147,44 @@ class SftpStore(Store):
             try:
                 self.requests += 1
                 with mapped_errors(self.where(rel)):
-                    return await op(self._sftp)
+                    try:
+                        return await op(self._sftp)
+                    except asyncssh.SFTPFailure:
+                        if await self.is_full():
+                            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+                        raise
             except LOST:
                 await self._recover(generation)
 
-    async def mkdir(self, rel: str) -> bool:
+    async def is_full(self) -> bool:
+        """After a bare "Failure" (SFTP v3 has no ENOSPC code): is the master's disk full?"""
+        try:
+            return looks_full(await self._sftp.statvfs(self.root))
+        except (asyncssh.Error, OSError):
+            return False  # no statvfs@openssh.com extension: leave the "Failure" as it is
+
+    async def mkdir(self, rel: str, mode: int | None = None) -> bool:
+        mode = (await self.modes())[0] if mode is None else mode
+
         async def op(sftp):
             try:
-                await sftp.mkdir(self.path(rel))
-                return True
+                await sftp.mkdir(self.path(rel), asyncssh.SFTPAttrs(permissions=mode & 0o777))
             except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
                 return False  # v3 has no EEXIST code; callers check a full disk apart
+            if mode & 0o2070 == 0o2070:  # a shared job: group-writable despite sftp-server's umask
+                await sftp.chmod(self.path(rel), mode)
+            return True
         return await self._call(rel, op)
+
+    async def share(self, rel: str, gid: int, mode: int) -> None:
+        async def op(sftp):
+            owner = (await sftp.stat(self.path(rel))).uid  # SFTP v3 sets uid and gid together
+            await sftp.setstat(self.path(rel), asyncssh.SFTPAttrs(uid=owner, gid=gid))
+            await sftp.chmod(self.path(rel), mode)
+        await self._call(rel, op)
+
+    async def _file_attrs(self) -> asyncssh.SFTPAttrs:
+        return asyncssh.SFTPAttrs(permissions=(await self.modes())[1])
 
     async def rmdir(self, rel: str) -> bool:
         async def op(sftp):
@@ -207,16 +236,20 @@ class SftpStore(Store):
         return await self._call(rel, op)
 
     async def write(self, rel: str, data: bytes) -> None:
+        attrs = await self._file_attrs()
+
         async def op(sftp):
-            async with sftp.open(self.path(rel), "wb") as fh:
+            async with sftp.open(self.path(rel), "wb", attrs) as fh:
                 await fh.write(data)
         await self._call(rel, op)
 
     async def append(self, rel: str, data: bytes) -> None:
+        attrs = await self._file_attrs()
+
         async def op(sftp):
             fh = self._append_handles.get(rel)
             if fh is None:
-                fh = await sftp.open(self.path(rel), "ab")
+                fh = await sftp.open(self.path(rel), "ab", attrs)
                 self._append_handles[rel] = fh
             await fh.write(data)
         await self._call(rel, op)
@@ -260,10 +293,19 @@ class SftpStore(Store):
                       for n in names]
         dirs = sorted({posixpath.dirname(r) for _, r in files} | {remote_dir})
 
+        # Each file under a temporary name, renamed once all are there: a partial output never
+        # sits under its final name (a full master fails a put half-way).
+        staged = [(loc, f"{rem}.tmp-{secrets.token_hex(4)}", rem) for loc, rem in files]
+
         async def op(sftp):
             for d in dirs:
                 await sftp.makedirs(d, exist_ok=True)
-            await asyncio.gather(*(sftp.put(loc, rem) for loc, rem in files))
+            puts = await asyncio.gather(*(sftp.put(loc, tmp) for loc, tmp, _ in staged), return_exceptions=True)
+            failed = [r for r in puts if isinstance(r, BaseException)]
+            if failed:
+                await asyncio.gather(*(sftp.remove(tmp) for _, tmp, _ in staged), return_exceptions=True)
+                raise failed[0]
+            await asyncio.gather(*(sftp.posix_rename(tmp, rem) for _, tmp, rem in staged))
         await self._call(remote_dir, op)
         return len(files)
 

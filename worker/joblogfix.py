@@ -1,0 +1,105 @@
+"""Job-log lines lost to a crash, restored from the records once the job has ended.
+
+A node writes its job log in batches (joblog.py): a SIGKILL loses the last half-second of
+lines, though their records are on the master. When the job has ended, the last node to end
+compares the records with the job log and appends a line (``"restored": true``) for every
+record without one. It costs a listing of the records and a read of every job log, so it runs
+only after a crash: a run that found its predecessor had not ended cleanly leaves a mark
+(``tmp/joblog-suspect``), and a node that is silent or in error at the end is one too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+
+from . import layout as L
+from .jobspec import JobSpec
+from .jobstatus import FINAL_STATES, NodeStatus, read_nodes
+from .joblog import JobLog
+from .reconcile import iter_items
+from .store import Store
+
+SUSPECT = f"{L.TMP_DIR}/joblog-suspect"
+GONE_AFTER = 3.0  # a node silent this long (three heartbeats) writes no more lines
+FINAL_EVENTS = ("done", "failed")
+
+
+def clean_end(status: NodeStatus) -> bool:
+    return status.state in FINAL_STATES
+
+
+async def note_unclean(store: Store) -> None:
+    """This node's previous run did not end cleanly: the job log may lack its last lines."""
+    await store.mkdir(SUSPECT)
+
+
+async def others_quiet(store: Store, node: str) -> list[NodeStatus] | None:
+    """The other nodes once none is still working (None if one is: the last to end restores)."""
+    for _ in range(int(GONE_AFTER) + 2):
+        others = [n for n in await read_nodes(store) if n.name != node]
+        if all(clean_end(n) or n.state == "error" or (n.last_seen_s or 0) > GONE_AFTER for n in others):
+            return others
+        await asyncio.sleep(1.0)
+    return None
+
+
+async def restore_joblog(store: Store, spec: JobSpec, node: str, joblog: JobLog) -> int:
+    """At the end of the job: restore missing job-log lines if a crash may have lost some."""
+    others = await others_quiet(store, node)
+    if others is None:
+        return 0
+    if not any(not clean_end(n) for n in others):
+        if not await store.exists(SUSPECT):
+            return 0
+    else:
+        await store.mkdir(SUSPECT)
+    mine = f"{L.TMP_DIR}/joblog-restoring-{secrets.token_hex(4)}"
+    if not await store.rename(SUSPECT, mine):
+        return 0  # another node restores
+    try:
+        return await restore_lines(store, spec, joblog)
+    finally:
+        await store.rmdir(mine)
+
+
+async def restore_lines(store: Store, spec: JobSpec, joblog: JobLog) -> int:
+    done, failed = await asyncio.gather(_records(store, L.DONE_DIR), _records(store, L.FAILED_DIR))
+    logged = await _logged(store)
+    missing_done, missing_failed = done - logged, failed - logged
+    if not missing_done and not missing_failed:
+        return 0
+    for ident in sorted(missing_failed):
+        try:
+            rec = json.loads(await store.read(L.failed_path(ident)) or b"")
+        except ValueError:
+            rec = {"id": ident}
+        joblog.write({"event": "failed", **rec, "restored": True})
+    if missing_done:
+        async for item in iter_items(store, spec):
+            ident = L.item_id(item)
+            if ident in missing_done:
+                joblog.write({"event": "done", "id": ident, "item": L.item_to_json(item), "restored": True})
+    await joblog.flush()
+    return len(missing_done) + len(missing_failed)
+
+
+async def _records(store: Store, top: str) -> set[str]:
+    lists = await asyncio.gather(*(store.listdir(f"{top}/{s}") for s in L.SHARDS))
+    return {n for names in lists for n in names or () if ".tmp-" not in n}
+
+
+async def _logged(store: Store) -> set[str]:
+    names = [n for n in await store.listdir(L.JOBLOG_DIR) or () if n.endswith(".jsonl")]
+    blobs = await asyncio.gather(*(store.read(f"{L.JOBLOG_DIR}/{n}") for n in names))
+    out: set[str] = set()
+    for blob in blobs:
+        for line in (blob or b"").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line torn by the crash
+            if isinstance(event, dict) and event.get("event") in FINAL_EVENTS:
+                out.add(str(event.get("id")))
+    return out
