@@ -70,15 +70,21 @@ class JobView(Store):
         await self.parent.make_root()
         await self.parent.mkdir(self.name)
 
-    async def mkdir(self, rel): return await self.parent.mkdir(self._p(rel))
+    async def mkdir(self, rel, mode=None):  # the job's own modes (private, or shared by init --group)
+        return await self.parent.mkdir(self._p(rel), (await self.modes())[0] if mode is None else mode)
+
+    async def share(self, rel, gid, mode): return await self.parent.share(self._p(rel), gid, mode)
     async def rmdir(self, rel): return await self.parent.rmdir(self._p(rel))
     async def remove(self, rel): return await self.parent.remove(self._p(rel))
     async def rename(self, src, dst): return await self.parent.rename(self._p(src), self._p(dst))
     async def replace(self, src, dst): return await self.parent.replace(self._p(src), self._p(dst))
     async def read(self, rel): return await self.parent.read(self._p(rel))
     async def read_range(self, rel, offset, size): return await self.parent.read_range(self._p(rel), offset, size)
-    async def write(self, rel, data): return await self.parent.write(self._p(rel), data)
-    async def append(self, rel, data): return await self.parent.append(self._p(rel), data)
+    async def write(self, rel, data, mode=None):
+        return await self.parent.write(self._p(rel), data, (await self.modes())[1] if mode is None else mode)
+
+    async def append(self, rel, data, mode=None):
+        return await self.parent.append(self._p(rel), data, (await self.modes())[1] if mode is None else mode)
     async def scandir(self, rel): return await self.parent.scandir(self._p(rel))
     async def stat(self, rel): return await self.parent.stat(self._p(rel))
     async def realpath(self, path): return await self.parent.realpath(path)

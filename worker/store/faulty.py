@@ -84,8 +84,10 @@ class FaultyStore(Store):
     async def rename(self, src: str, dst: str) -> bool: return await self._do("rename", src, src, dst)
     async def replace(self, src: str, dst: str) -> None: return await self._do("replace", dst, src, dst)
     async def read(self, rel: str) -> bytes | None: return await self._do("read", rel, rel)
-    async def write(self, rel: str, data: bytes) -> None: return await self._do("write", rel, rel, data)
-    async def append(self, rel: str, data: bytes) -> None: return await self._do("append", rel, rel, data)
+    async def write(self, rel: str, data: bytes, mode: int | None = None) -> None:
+        return await self._do("write", rel, rel, data, mode)
+    async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
+        return await self._do("append", rel, rel, data, mode)
     async def scandir(self, rel: str) -> list[Entry] | None: return await self._do("scandir", rel, rel)
     async def stat(self, rel: str) -> Entry | None: return await self._do("stat", rel, rel)
     async def realpath(self, path: str) -> str: return await self._do("realpath", path, path)

@@ -37,8 +37,8 @@ class LocalStore(Store):
             os.chown(self.path(rel), -1, gid)
             os.chmod(self.path(rel), mode)
 
-    async def _create(self, rel: str, flags: int) -> int:
-        mode = (await self.modes())[1]
+    async def _create(self, rel: str, flags: int, mode: int | None = None) -> int:
+        mode = (await self.modes())[1] if mode is None else mode
         return os.open(self.path(rel), os.O_WRONLY | os.O_CREAT | flags, mode)
 
     async def rmdir(self, rel: str) -> bool:
@@ -91,16 +91,16 @@ class LocalStore(Store):
             except FileNotFoundError:
                 return None
 
-    async def write(self, rel: str, data: bytes) -> None:
+    async def write(self, rel: str, data: bytes, mode: int | None = None) -> None:
         with mapped_errors(self.where(rel)):
-            with open(await self._create(rel, os.O_TRUNC), "wb") as fh:
+            with open(await self._create(rel, os.O_TRUNC, mode), "wb") as fh:
                 fh.write(data)
 
-    async def append(self, rel: str, data: bytes) -> None:
+    async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
         with mapped_errors(self.where(rel)):
             fd = self._append_fds.get(rel)
             if fd is None:
-                fd = await self._create(rel, os.O_APPEND)
+                fd = await self._create(rel, os.O_APPEND, mode)
                 self._append_fds[rel] = fd
             os.write(fd, data)
 

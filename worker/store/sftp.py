@@ -183,8 +183,8 @@ class SftpStore(Store):
             await sftp.chmod(self.path(rel), mode)
         await self._call(rel, op)
 
-    async def _file_attrs(self) -> asyncssh.SFTPAttrs:
-        return asyncssh.SFTPAttrs(permissions=(await self.modes())[1])
+    async def _file_attrs(self, mode: int | None = None) -> asyncssh.SFTPAttrs:
+        return asyncssh.SFTPAttrs(permissions=(await self.modes())[1] if mode is None else mode)
 
     async def rmdir(self, rel: str) -> bool:
         async def op(sftp):
@@ -235,16 +235,16 @@ class SftpStore(Store):
                 return None
         return await self._call(rel, op)
 
-    async def write(self, rel: str, data: bytes) -> None:
-        attrs = await self._file_attrs()
+    async def write(self, rel: str, data: bytes, mode: int | None = None) -> None:
+        attrs = await self._file_attrs(mode)
 
         async def op(sftp):
             async with sftp.open(self.path(rel), "wb", attrs) as fh:
                 await fh.write(data)
         await self._call(rel, op)
 
-    async def append(self, rel: str, data: bytes) -> None:
-        attrs = await self._file_attrs()
+    async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
+        attrs = await self._file_attrs(mode)
 
         async def op(sftp):
             fh = self._append_handles.get(rel)
