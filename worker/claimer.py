@@ -17,7 +17,20 @@ from .heartbeat import HEARTBEAT
 from .nodestate import NodeState
 from .sweep import Sweeper
 
-CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long
+CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long, plus the claim's own time
+AHEAD_MAX = 64  # items claimed ahead at most, beyond twice the slots (a bound for very quick items)
+LATENCY_SMOOTH = 0.3  # weight of the newest claim's duration in the running estimate
+
+
+def claim_ahead(rate: float, latency: float, slots: int) -> int:
+    """Items to hold beyond the slots: the bandwidth-delay product, the node's rate (items/s)
+    times the time a claim takes (its round trips, measured) plus a margin, so a slot never
+    waits on the master. Long items (rate x latency well below 1) get 1: the rest stays free
+    for other nodes. An unknown rate (0) gets 1 too."""
+    if rate <= 0:
+        return 1
+    want = rate * (CLAIM_AHEAD_S + 2 * latency)
+    return max(1, min(2 * max(1, slots) + AHEAD_MAX, math.ceil(want)))
 
 
 class Claimer:
@@ -26,34 +39,43 @@ class Claimer:
         self.claims = claims
         self.sweeper = sweeper
         self.finished_at: deque[float] = deque(maxlen=32)  # when recent items ended (for the rate)
+        self.latency = 0.0  # how long finding and claiming a batch takes (smoothed), s
 
     def note_finished(self) -> None:
         self.finished_at.append(self.st.clock.monotonic())
 
+    def rate(self) -> float:
+        """Items/s this node finishes lately (0: not known). Measured up to now, so items that
+        became long lower it at once."""
+        if len(self.finished_at) < 2:
+            return 0.0
+        span = self.st.clock.monotonic() - self.finished_at[0]
+        return (len(self.finished_at) - 1) / span if span > 0 else 0.0
+
     def target_queue(self) -> int:
-        """How many items to hold (running + claimed ahead): the slots, plus enough to cover a
-        claim's round trips at the current rate: many for quick items, one for long ones (which
-        then stay free for other nodes)."""
+        """How many items to hold (running + claimed ahead): the slots plus ``claim_ahead``."""
         _, slots = self.st.effective()
-        ahead = 1
-        if len(self.finished_at) >= 2:
-            span = self.finished_at[-1] - self.finished_at[0]
-            rate = (len(self.finished_at) - 1) / span if span > 0 else float("inf")
-            ahead = max(1, math.ceil(min(2 * slots + 4, rate * CLAIM_AHEAD_S)))  # rate may be inf
-        return max(1, slots) + ahead
+        return max(1, slots) + claim_ahead(self.rate(), self.latency, slots)
+
+    def room(self) -> int:
+        """How many more items this node may hold now (the claim-ahead bound)."""
+        return max(0, self.target_queue() - len(self.st.queue) - len(self.st.running))
 
     async def loop(self, end: EndOfJob) -> None:
         st = self.st
         while True:
             state, _ = st.effective()
-            want = self.target_queue() - len(st.queue) - len(st.running)
+            want = self.room()
             if state != "running" or want <= 0:
                 await st.wait_kick(HEARTBEAT)
                 continue
+            began = st.clock.monotonic()
             candidates = await self.sweeper.next(want)
             if candidates:
                 st.draining = False
                 await self.claim(candidates)
+                took = st.clock.monotonic() - began
+                self.latency += LATENCY_SMOOTH * (took - self.latency)
             elif await end.nothing_to_claim():
                 st.finished = True
                 st.kick()

@@ -63,6 +63,7 @@ class Worker:
         sweeper = Sweeper(store, spec, node, files=transfer.files if transfer else store,
                           master_now=self.heartbeat.master_now)
         self.claimer = Claimer(st, claims, sweeper)
+        self.leases.room = self.claimer.room  # take-overs stay within the claim-ahead bound
         self.end = EndOfJob(st, claims, self.leases, self.heartbeat, self.claimer.target_queue)
         self.joblog = JobLog(store, node, st.clock)
         self.items = ItemRunner(st, claims, self.heartbeat, self.joblog, transfer,
