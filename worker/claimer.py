@@ -8,6 +8,7 @@ claim it hands over to the end-of-job check.
 from __future__ import annotations
 
 import math
+from typing import Callable
 from collections import deque
 
 from . import layout as L
@@ -22,20 +23,23 @@ AHEAD_MAX = 64  # items claimed ahead at most, beyond twice the slots (a bound f
 LATENCY_SMOOTH = 0.3  # weight of the newest claim's duration in the running estimate
 
 
-def claim_ahead(rate: float, latency: float, slots: int) -> int:
+def claim_ahead(rate: float, latency: float, slots: int, lead: float = 0.0) -> int:
     """Items to hold beyond the slots: the bandwidth-delay product, the node's rate (items/s)
     times the time a claim takes (its round trips, measured) plus a margin, so a slot never
     waits on the master. Long items (rate x latency well below 1) get 1: the rest stays free
-    for other nodes. An unknown rate (0) gets 1 too."""
+    for other nodes. An unknown rate (0) gets 1 too. ``lead``: how long an item takes to be
+    ready once claimed (copy mode: fetching its file, done ahead while the slots run)."""
     if rate <= 0:
         return 1
-    want = rate * (CLAIM_AHEAD_S + 2 * latency)
+    want = rate * (CLAIM_AHEAD_S + 2 * latency + lead)
     return max(1, min(2 * max(1, slots) + AHEAD_MAX, math.ceil(want)))
 
 
 class Claimer:
-    def __init__(self, st: NodeState, claims: Claims, sweeper: Sweeper) -> None:
+    def __init__(self, st: NodeState, claims: Claims, sweeper: Sweeper,
+                 lead: Callable[[], float] | None = None) -> None:
         self.st = st
+        self.lead = lead or (lambda: 0.0)
         self.claims = claims
         self.sweeper = sweeper
         self.finished_at: deque[float] = deque(maxlen=32)  # when recent items ended (for the rate)
@@ -55,7 +59,7 @@ class Claimer:
     def target_queue(self) -> int:
         """How many items to hold (running + claimed ahead): the slots plus ``claim_ahead``."""
         _, slots = self.st.effective()
-        return max(1, slots) + claim_ahead(self.rate(), self.latency, slots)
+        return max(1, slots) + claim_ahead(self.rate(), self.latency, slots, self.lead())
 
     def room(self) -> int:
         """How many more items this node may hold now (the claim-ahead bound)."""

@@ -62,7 +62,7 @@ class Worker:
         self.leases = Leases(st, claims, self.heartbeat.master_now)
         sweeper = Sweeper(store, spec, node, files=transfer.files if transfer else store,
                           master_now=self.heartbeat.master_now)
-        self.claimer = Claimer(st, claims, sweeper)
+        self.claimer = Claimer(st, claims, sweeper, lead=transfer.lead_time if transfer else None)
         self.leases.room = self.claimer.room  # take-overs stay within the claim-ahead bound
         self.end = EndOfJob(st, claims, self.leases, self.heartbeat, self.claimer.target_queue)
         self.joblog = JobLog(store, node, st.clock)
@@ -118,8 +118,7 @@ class Worker:
 
     async def start(self) -> list[asyncio.Task]:
         st = self.st
-        await self.leases.recover_own()
-        await self.control.poll()
+        await asyncio.gather(self.leases.recover_own(), self.control.poll())  # one round trip
         await self.heartbeat.write()
         state, slots = st.effective()
         st.log(f"started: job {st.store.label}, {slots} slots, state {state}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from dataclasses import replace
 
 from . import __version__
@@ -65,10 +66,16 @@ class Heartbeat:
     async def write(self) -> None:
         st = self.st
         status = self.status()
-        await st.store.write_atomic(L.status_path(st.node), status.to_json())
-        self.last_said = replace(status, updated=0.0)
+        path = L.status_path(st.node)
+        tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+        await st.store.write(tmp, status.to_json())
         mono = st.clock.monotonic()
-        entry = await st.store.stat(L.status_path(st.node))
+        try:  # the rename and the stat of the result in one round trip (answered in order)
+            _, entry = await asyncio.gather(st.store.replace(tmp, path), st.store.stat(path))
+        except BaseException:
+            await st.store.remove(tmp)
+            raise
+        self.last_said = replace(status, updated=0.0)
         if entry:
             beat = st.clock.awake()
             if self.last_beat and beat - self.last_beat > st.spec.lease / 2:
@@ -85,10 +92,11 @@ class Heartbeat:
         """control.yaml every second (one stat); the status file every second while it changes,
         every beat_period(lease) when it does not, and soon after a control change, once the
         change took effect, so the console sees it within 2 s."""
-        last_status = 0.0
         clock = self.st.clock
+        last_status = clock.monotonic()  # the worker's start wrote it and polled control.yaml
         beat = beat_period(self.st.spec.lease)
         while True:
+            await asyncio.sleep(CONTROL_POLL)
             try:
                 changed = await control.poll()
                 if changed:
@@ -99,4 +107,3 @@ class Heartbeat:
                     last_status = clock.monotonic()
             except StoreError as exc:
                 self.st.log(str(exc))
-            await asyncio.sleep(CONTROL_POLL)
