@@ -7,6 +7,7 @@ claim it hands over to the end-of-job check.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Callable
 from collections import deque
@@ -21,6 +22,7 @@ from .sweep import Sweeper
 CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long, plus the claim's own time
 AHEAD_MAX = 64  # items claimed ahead at most, beyond twice the slots (a bound for very quick items)
 LATENCY_SMOOTH = 0.3  # weight of the newest claim's duration in the running estimate
+PROBE = 64  # candidates looked at at once (one stat each) after a batch that won nothing
 
 
 def claim_ahead(rate: float, latency: float, slots: int, lead: float = 0.0) -> int:
@@ -44,6 +46,8 @@ class Claimer:
         self.sweeper = sweeper
         self.finished_at: deque[float] = deque(maxlen=32)  # when recent items ended (for the rate)
         self.latency = 0.0  # how long finding and claiming a batch takes (smoothed), s
+        self.missed = False  # the last batch won nothing: look ahead (``candidates``)
+        self.spare: list[Candidate] = []  # free candidates found by looking ahead, not yet tried
 
     def note_finished(self) -> None:
         self.finished_at.append(self.st.clock.monotonic())
@@ -73,20 +77,45 @@ class Claimer:
             if state != "running" or want <= 0:
                 await st.wait_kick(HEARTBEAT)
                 continue
-            began = st.clock.monotonic()
-            candidates = await self.sweeper.next(want)
+            began, probing = st.clock.monotonic(), self.missed
+            candidates = await self.candidates(want)
             if candidates:
                 st.draining = False
                 await self.claim(candidates)
-                took = st.clock.monotonic() - began
-                self.latency += LATENCY_SMOOTH * (took - self.latency)
+                if not probing:
+                    took = st.clock.monotonic() - began
+                    self.latency += LATENCY_SMOOTH * (took - self.latency)
             elif await end.nothing_to_claim():
                 st.finished = True
                 st.kick()
                 return
 
+    async def candidates(self, want: int) -> list[Candidate]:
+        """The next ``want`` candidates. After a batch that won nothing (we are going through
+        items others took), look ahead: ``stat`` the locks of up to PROBE candidates at once
+        and offer only the free ones (the rest of them kept for the next batches), so a run of
+        taken items costs one round trip per PROBE, not two per batch."""
+        if self.spare:
+            out, self.spare = self.spare[:want], self.spare[want:]
+            return out
+        if not self.missed:
+            return await self.sweeper.next(want)
+        while True:
+            cands = await self.sweeper.next(PROBE)
+            if not cands:
+                return []
+            held = await asyncio.gather(*(self.st.store.stat(L.lock_path(c.lock)) for c in cands))
+            taken = [c for c, h in zip(cands, held) if h is not None]
+            free = [c for c, h in zip(cands, held) if h is None]
+            if taken:
+                self.sweeper.note_busy(taken, set())
+            if free:
+                self.spare = free[want:]
+                return free[:want]
+
     async def claim(self, candidates: list[Candidate]) -> None:
         won = await self.claims.claim(candidates)
+        self.missed = not won
         self.sweeper.note_busy(candidates, {c.lock for c in won})
         if won:
             await self.register_watched(candidates, won)

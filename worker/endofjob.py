@@ -73,6 +73,9 @@ class EndOfJob:
         done = st.counters.done + sum(n.done for n in others)
         failed = st.counters.failed + sum(n.failed for n in others)
         if not st.spec.watch and done + failed >= st.spec.total:
+            if os.environ.get("PPSS_DEBUG"):
+                st.log(f"end check: counters {done}+{failed} of {st.spec.total}: "
+                       + ", ".join(f"{n.name} {n.done}+{n.failed}" for n in nodes))
             st.counters.job_failed = failed
             return True  # the counters add up: no listing needed
         # Others still sweeping or holding items may finish everything: wait for them (a full
