@@ -50,12 +50,14 @@ class Sweeper:
         self.retry_seen = 0.0
         self.retry_busy: set[str] = set()  # retry entries we failed to claim lately
         self.exhausted = spec.chunks == 0
+        self.markers_read = False
 
     async def _refresh_markers(self) -> None:
         taken, swept = await asyncio.gather(self.store.listdir(L.SWEEP_DIR), self.store.listdir(L.SWEPT_DIR))
         self.taken |= {int(n) for n in taken or () if n.isdigit()}
         self.swept |= {int(n) for n in swept or () if n.isdigit()}
         self.taken |= self.swept
+        self.markers_read = True
 
     async def _open_chunk(self, index: int, reverse: bool = False) -> None:
         data = await self.store.read(L.chunk_path(index)) or b""
@@ -74,7 +76,7 @@ class Sweeper:
             self.current_chunk = None
             self.abandoned = False
         if not self.helping:
-            if not self.taken:
+            if not self.taken and not self.markers_read:
                 await self._refresh_markers()
             for index in self.order:
                 if index in self.taken:
@@ -134,7 +136,11 @@ class Sweeper:
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
-        out = await self.retry_candidates(want)
+        if not self.markers_read and not self.exhausted:
+            # The first call: the retry queue and the chunk markers in one round trip.
+            out, _ = await asyncio.gather(self.retry_candidates(want), self._refresh_markers())
+        else:
+            out = await self.retry_candidates(want)
         while len(out) < want and not self.exhausted:
             if self.pos >= len(self.current):
                 if not await self._next_chunk():
