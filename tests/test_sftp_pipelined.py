@@ -85,3 +85,13 @@ async def test_put_tree_makes_each_directory_once_and_again_when_it_went(store, 
     (tmp_path / "root" / "results" / "x").write_bytes(b"")
     with pytest.raises((StoreError, asyncssh.SFTPError)):
         await store.put_tree(str(local), remote)
+
+
+@pytest.mark.parametrize("size", [0, 5000, 3 * QUICK_MAX])
+async def test_get_file_small_in_one_request_large_in_blocks(store, tmp_path, size) -> None:
+    data = os.urandom(size)
+    (tmp_path / "root" / "src").write_bytes(data)
+    await store.get_file(str(tmp_path / "root" / "src"), str(tmp_path / "got"))
+    assert (tmp_path / "got").read_bytes() == data
+    with pytest.raises(StoreError, match="no such file"):
+        await store.get_file(str(tmp_path / "root" / "missing"), str(tmp_path / "got2"))

@@ -34,8 +34,9 @@ def _background(coro) -> None:
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-async def quick_read(sftp: asyncssh.SFTPClient, path: str) -> bytes:
-    """The whole file (SFTPNoSuchFile if missing); larger files fall back to asyncssh's read."""
+async def quick_read(sftp: asyncssh.SFTPClient, path: str, whole: bool = True) -> bytes | None:
+    """The whole file (SFTPNoSuchFile if missing); a file larger than one request is read
+    with asyncssh's parallel reads, or (``whole`` false) gives None."""
     h = sftp._handler
     handle = await h.open(sftp.compose_path(path), asyncssh.FXF_READ, asyncssh.SFTPAttrs())
     size = min(QUICK_MAX, getattr(getattr(sftp, "limits", None), "max_read_len", QUICK_MAX))
@@ -47,6 +48,8 @@ async def quick_read(sftp: asyncssh.SFTPClient, path: str) -> bytes:
         if isinstance(r, BaseException):
             raise r
     if attrs.size is not None and attrs.size > len(data[0]):
+        if not whole:
+            return None
         async with sftp.open(path, "rb") as fh:  # larger than one request (or growing)
             return await fh.read()
     return data[0]
@@ -311,7 +314,12 @@ class SftpStore(Store):
     async def get_file(self, remote: str, local: str) -> None:
         async def op(sftp):
             try:
-                await sftp.get(remote, local)
+                data = await quick_read(sftp, remote, whole=False)  # small: 2 round trips
+                if data is None:
+                    await sftp.get(remote, local)  # large: asyncssh's parallel block reads
+                else:
+                    with open(local, "wb") as fh:
+                        fh.write(data)
             except asyncssh.SFTPNoSuchFile:
                 raise StoreError(f"{self.target.label()}:{remote}: no such file") from None
         await self._call(remote, op)
