@@ -3,9 +3,11 @@
 A small ``Worker`` composes the parts, each a module of its own, all sharing one
 ``NodeState`` (nodestate.py):
 
-  heartbeat.py     the status file once a second; the master's clock; silence detection
-  controlwatch.py  control.yaml twice a second, applied to running items
-  leases.py        take-over of lost nodes' claims, and of our own after a restart
+  heartbeat.py     the status file (every second while it changes, lease/10 when not); the
+                   master's clock; silence detection
+  controlwatch.py  control.yaml (one stat a second), applied to running items
+  leases.py        take-over of lost nodes' claims (watchring.py: the peers this node watches),
+                   and of our own after a restart
   claimer.py       claiming ahead of need (sweep.py finds the candidates)
   endofjob.py      when nothing is left to claim: is the job finished? take what was left behind
   itemrun.py       an item's life: start, run (copy-mode transfer), commit
