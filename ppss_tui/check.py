@@ -238,5 +238,5 @@ async def run_check(args) -> int:
     version = node_wheel_version()
     master_code = await check_master(cluster)
     nodes_code = await for_each_node(cluster, lambda conn, node: check_node(conn, node, cluster, version),
-                                     "check", width=len("master"))
+                                     "check", width=len("master"), parallel=getattr(args, "parallel", None))
     return nodes_code if nodes_code != EXIT_OK else master_code

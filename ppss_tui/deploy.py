@@ -1,6 +1,6 @@
 """``ppss-console deploy | start | erase --cluster FILE``: install, launch and remove the worker on nodes.
 
-deploy  For every node of the cluster file, in parallel (at most 8 SSH logins at once): probe the
+deploy  For every node of the cluster file, in parallel (64 nodes at a time; --parallel N): probe the
         account (python3, venv module, free disk, uid), ship wheels built/collected on this machine
         (nodes need no internet), create a venv in the node's deployment directory (``dir:`` in
         the cluster file, default ``~/.ppss``) and install the worker there; install the
@@ -13,7 +13,8 @@ start   Launch the deployed worker on every node, detached from the SSH session,
 erase   Stop the workers, remove the deployment directory's ppss files, the crontab line and the
         copy-mode work directory (~/.cache/ppss/work); name the master's authorized_keys line.
 
-One result line per node. Exit status: 0 every node succeeded; 2 usage error (cluster file,
+One result line per node (on a terminal, with a progress bar), then a summary grouping the nodes
+by outcome and reason, with node ranges (``node[001-097]``). Exit status: 0 every node succeeded; 2 usage error (cluster file,
 missing key file, erase not confirmed); 3 at least one node could not be reached (connection,
 host key, login); 6 otherwise, at least one node failed (root account refused, python3/venv/disk
 missing, installation or start failed, --autostart impossible).
@@ -21,6 +22,7 @@ missing, installation or start failed, --autostart impossible).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import hashlib
@@ -37,6 +39,7 @@ from worker.errors import EXIT_CONNECT, EXIT_OK, ConnectError, PpssError, UsageE
 from worker.sshconn import SshTarget, connect, known_host_keys
 
 from .clusterfile import Cluster, NodeSpec
+from .nodesel import fold
 from .context import effective_cluster, require_known_hosts
 from .prompt import ask_yes_no
 from .remote import (DEFAULT_DIR, autostart_script, erase_script, install_script, launcher, parse_kv,
@@ -45,7 +48,7 @@ from .trust import known_hosts_entry
 from .wheels import MIN_PYTHON, PyTarget, WheelError, WheelSets, target_from_probe, wheel_name_version
 
 EXIT_NODE_FAILED = 6
-MAX_PARALLEL = 8  # concurrent SSH logins: stay under sshd's MaxStartups (default 10:30:100)
+MAX_PARALLEL = 64  # nodes worked on at once (each node is its own sshd; --parallel N)
 MIN_FREE_MB = 200  # a venv with pip, cryptography and the wheels takes about 100 MB
 
 OK, UNREACHABLE, FAILED = "ok", "unreachable", "failed"
@@ -74,45 +77,73 @@ def dir_spec(node: NodeSpec) -> str:
 # ---- the common frame: every node in parallel, one line each --------------------------------
 
 class Reporter:
-    def __init__(self, nodes: tuple[NodeSpec, ...], out=None, width: int = 4) -> None:
+    """One line per node as it finishes; on a terminal, a progress bar below them (rich)."""
+
+    def __init__(self, nodes: tuple[NodeSpec, ...], out=None, width: int = 4, verb: str = "") -> None:
         self.width = max((len(n.name) for n in nodes), default=width)
         self.width = max(self.width, width)
         self.out = out or sys.stdout
+        self.progress = None
+        if self.out.isatty() and len(nodes) > 1:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            self.progress = Progress(TextColumn(f"{verb or 'nodes'}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), console=Console(file=self.out), transient=True)
+            self.task = self.progress.add_task(verb, total=len(nodes))
+            self.progress.start()
 
     def line(self, r: NodeResult) -> None:
-        print(f"{r.node.name:<{self.width}}  {r.word:<11} {r.detail}".rstrip(), file=self.out, flush=True)
+        text = f"{r.node.name:<{self.width}}  {r.word:<11} {r.detail}".rstrip()
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self.progress.advance(self.task)
+        else:
+            print(text, file=self.out, flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
-async def for_each_node(cluster: Cluster, action, verb: str, out=None, width: int = 4) -> int:
-    """Run ``action(conn, node) -> (word, detail)`` on every node; print a line per node; exit code."""
+def reason(r: NodeResult) -> str:
+    """A result's detail without what names the node, so that nodes failing alike group together."""
+    text = r.detail
+    for own in sorted({r.node.label(), r.node.host, r.node.name}, key=len, reverse=True):
+        text = text.replace(own, "NODE")
+    return text
+
+
+def group_results(results: list[NodeResult]) -> list[str]:
+    """Summary lines: the nodes of each outcome and word (and, for failures, reason) as ranges."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for r in results:
+        key = (r.outcome, r.word, "" if r.outcome == OK else reason(r))
+        groups.setdefault(key, []).append(r.node.name)
+    order = {OK: 0, FAILED: 1, UNREACHABLE: 2}
+    lines = []
+    for (outcome, word, why), names in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], -len(kv[1]))):
+        lines.append(f"  {word} ({len(names)}): {fold(names)}" + (f": {why}" if why else ""))
+    return lines
+
+
+async def for_each_node(cluster: Cluster, action, verb: str, out=None, width: int = 4,
+                        parallel: int | None = None) -> int:
+    """Run ``action(conn, node) -> (word, detail)`` on every node (``parallel`` at a time);
+    print a line per node, then a summary grouped by outcome with node ranges; exit code."""
     nodes = cluster.nodes
-    reporter = Reporter(nodes, out, width)
-    gate = asyncio.Semaphore(MAX_PARALLEL)
+    reporter = Reporter(nodes, out, width, verb)
+    gate = asyncio.Semaphore(parallel or MAX_PARALLEL)
 
     async def one(node: NodeSpec) -> NodeResult:
-        try:
-            async with gate:
-                conn = await connect(node.target(cluster))
-            try:
-                word, detail = await action(conn, node)
-                result = NodeResult(node, OK, word, detail)
-            finally:
-                conn.close()
-        except ConnectError as exc:
-            result = NodeResult(node, UNREACHABLE, "UNREACHABLE", str(exc))
-        except NodeFailure as exc:
-            result = NodeResult(node, FAILED, "FAILED", str(exc))
-        except PpssError as exc:  # WheelError and the like: this node only
-            result = NodeResult(node, FAILED, "FAILED", str(exc))
-        except (asyncssh.Error, OSError) as exc:
-            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-            result = NodeResult(node, UNREACHABLE, "UNREACHABLE", f"{node.label()}: connection lost: {reason}")
-        except asyncio.TimeoutError:
-            result = NodeResult(node, FAILED, "FAILED", "timed out")
+        async with gate:
+            result = await run_on_node(cluster, node, action)
         reporter.line(result)
         return result
 
-    results = await asyncio.gather(*(one(n) for n in nodes))
+    try:
+        results = await asyncio.gather(*(one(n) for n in nodes))
+    finally:
+        reporter.close()
     counts = {k: sum(1 for r in results if r.outcome == k) for k in (OK, UNREACHABLE, FAILED)}
     summary = f"{verb}: {counts[OK]} of {len(results)} nodes ok"
     warned = sum(1 for r in results if r.outcome == OK and "WARNING" in r.detail)
@@ -123,11 +154,34 @@ async def for_each_node(cluster: Cluster, action, verb: str, out=None, width: in
     if counts[FAILED]:
         summary += f", {counts[FAILED]} failed"
     print(summary, file=reporter.out, flush=True)
+    if len(results) > 1:
+        print("\n".join(group_results(list(results))), file=reporter.out, flush=True)
     if counts[UNREACHABLE]:
         return EXIT_CONNECT
     if counts[FAILED]:
         return EXIT_NODE_FAILED
     return EXIT_OK
+
+
+async def run_on_node(cluster: Cluster, node: NodeSpec, action) -> NodeResult:
+    try:
+        conn = await connect(node.target(cluster))
+        try:
+            word, detail = await action(conn, node)
+            return NodeResult(node, OK, word, detail)
+        finally:
+            conn.close()
+    except ConnectError as exc:
+        return NodeResult(node, UNREACHABLE, "UNREACHABLE", str(exc))
+    except NodeFailure as exc:
+        return NodeResult(node, FAILED, "FAILED", str(exc))
+    except PpssError as exc:  # WheelError and the like: this node only
+        return NodeResult(node, FAILED, "FAILED", str(exc))
+    except (asyncssh.Error, OSError) as exc:
+        why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        return NodeResult(node, UNREACHABLE, "UNREACHABLE", f"{node.label()}: connection lost: {why}")
+    except asyncio.TimeoutError:
+        return NodeResult(node, FAILED, "FAILED", "timed out")
 
 
 def load_for_nodes(args, need_master: bool = True) -> Cluster:
@@ -329,7 +383,7 @@ async def cmd_deploy(args) -> int:
             raise NodeFailure(f"{word} ({detail}), but: " + "; ".join(found.failures))
         return word, "; ".join([detail, *found.ok, *found.warnings])
 
-    return await for_each_node(cluster, action, "deploy")
+    return await for_each_node(cluster, action, "deploy", parallel=getattr(args, "parallel", None))
 
 
 # ---- start ------------------------------------------------------------------------------------
@@ -362,7 +416,7 @@ async def cmd_start(args) -> int:
     async def action(conn, node):
         return await start_node(conn, node, cluster, payload)
 
-    return await for_each_node(cluster, action, "start")
+    return await for_each_node(cluster, action, "start", parallel=getattr(args, "parallel", None))
 
 
 def start_payload(cluster: Cluster) -> Payload:
@@ -425,7 +479,7 @@ async def cmd_erase(args) -> int:
     async def action(conn, node):
         return await erase_node(conn, node)
 
-    code = await for_each_node(cluster, action, "erase")
+    code = await for_each_node(cluster, action, "erase", parallel=getattr(args, "parallel", None))
     hint = authorized_keys_hint(cluster)
     if hint:
         print(hint)
@@ -454,6 +508,22 @@ ERASE_EPILOG = _wrap(_RESULT + "2 usage error (cluster file, erase not confirmed
 
 def node_key_option(s) -> None:
     s.add_argument("--node-key", help="key the nodes use to reach the master (default: the cluster file's node_key)")
+    parallel_option(s)
+
+
+def parallel_option(s) -> None:
+    s.add_argument("--parallel", type=positive_int, default=MAX_PARALLEL, metavar="N",
+                   help=f"nodes worked on at once (default {MAX_PARALLEL})")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
 
 
 def deploy_options(s) -> None:
@@ -464,6 +534,7 @@ def deploy_options(s) -> None:
 
 def erase_options(s) -> None:
     s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    parallel_option(s)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -121,37 +121,119 @@ async def test_take_over_puts_the_lost_claims_first_once(tmp_path) -> None:
     node.worker.st.queue.append(mine)
     assert await leases.take_over_lost() == 0  # not silent long enough
     clock.advance(31)
-    assert await leases.take_over_lost() == 3
+    # No rate known: the bound is slots + 1 = 3 held; one is ours, so 2 are kept and the third
+    # is handed to the retry queue (its lock removed) for any node to claim.
+    assert await leases.take_over_lost() == 2
     queued = [c.lock for c in node.worker.st.queue]
-    assert sorted(queued[:3]) == sorted(locks) and queued[3] == mine.lock  # run before our own
+    assert queued[:2] == locks[:2] and queued[2] == mine.lock  # run before our own, in order
     assert await leases.take_over_lost() == 0  # the same silence is handled once
-    assert all((tmp_path / "job" / L.lock_path(lock) / node.worker.st.token).is_dir() for lock in locks)
+    assert all((tmp_path / "job" / L.lock_path(lock) / node.worker.st.token).is_dir() for lock in locks[:2])
+    assert not (tmp_path / "job" / L.lock_path(locks[2])).exists()
+    assert (tmp_path / "job" / L.RETRY_DIR / locks[2]).read_bytes() == items[2]
+    assert node.logged("took over 2 of its items, 1 handed to the retry queue")
     await node.store.close()
 
 
-async def test_claim_ahead_stays_within_three_times_the_slots_plus_four(tmp_path) -> None:
+def ran_by(root) -> dict[bytes, str]:
+    """item -> the node whose done record it is (from the job log)."""
+    return {L.item_from_json(e["item"]): e["node"] for e in Job(root).joblog() if e["event"] == "done"}
+
+
+async def test_a_lost_nodes_items_spread_over_every_live_node(tmp_path) -> None:
+    """Fair tail: a take-over keeps no more than the claim-ahead bound; the rest goes to the
+    retry queue and every live node runs part of it."""
+    items = items_n(40)
+    root, store, spec = await make_job(tmp_path, items, command='sleep 0.02; : "$ITEM"', lease=30.0)
+    clock = FakeClock()
+    await ghost_holding(store, spec, items[:30], clock)
+    nodes = [Node(root, spec, name, slots=1, clock=clock).start() for name in ("a", "b", "c")]
+    await until(lambda: sum(n.worker.st.counters.done for n in nodes) == 10
+                and all(n.worker.st.draining for n in nodes), "the free items")
+    held: list[int] = []
+    for n in nodes:  # what each node holds whenever it starts an item
+        start = n.worker.items.start
+
+        def counting(claim, n=n, start=start):
+            held.append(len(n.worker.st.queue) + len(n.worker.st.running) + 1)
+            start(claim)
+        n.worker.items.start = counting
+    clock.advance(31)
+    for n in nodes:
+        assert await n.result() == EXIT_OK
+    assert_exactly_once(Job(root), items, recount=False)
+    by = ran_by(root)
+    ghosts = [by[i] for i in items[:30]]
+    assert min(ghosts.count(name) for name in "abc") >= 1, ghosts  # every live node ran part of it
+    # on a still clock the rate is unknown: each node holds at most slots + 1 = 2
+    assert max(held) <= 2, held
+    said = [line for n in nodes for line in n.lines if "retry queue" in line]
+    assert said, [n.lines for n in nodes]
+
+
+async def test_items_left_behind_at_the_end_are_offered_to_every_node(tmp_path) -> None:
+    """The end-of-job check claims no more than the claim-ahead bound of never-claimed items
+    and offers the rest through the retry queue."""
+    items = items_n(30)
+    root, store, spec = await make_job(tmp_path, items, command='sleep 0.02; : "$ITEM"', chunk_size=10)
+    # Every chunk is marked swept: the sweepers skip all items, as after a sweeper died mid-chunk.
+    for i in range(spec.chunks):
+        await store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(i)}")
+        await store.mkdir(f"{L.SWEPT_DIR}/{L.chunk_name(i)}")
+    nodes = [Node(root, spec, name, slots=1).start() for name in ("a", "b", "c")]
+    for n in nodes:
+        assert await n.result() == EXIT_OK
+    assert_exactly_once(Job(root), items, recount=False)
+    by = ran_by(root)
+    counts = sorted(list(by.values()).count(name) for name in "abc")
+    assert counts[0] >= 1, counts  # spread, not all run by the first node to look
+    took = [line for n in nodes for line in n.logged("end of job check: took")]
+    assert any("offered" in line for line in took), took
+    assert all(int(line.split("took ")[1].split()[0]) <= 2 for line in took), took
+
+
+async def test_claim_ahead_covers_the_claims_round_trips_and_no_more(tmp_path) -> None:
+    """The node holds its slots plus the bandwidth-delay product: its rate times the time a
+    claim takes. The fake clock moves 10 ms per finished item (2 slots: ~100 items/s) and 50 ms
+    per claim (the master far away): the node then claims several ahead, never beyond the bound."""
     slots = 2
     items = items_n(200)
     root, _, spec = await make_job(tmp_path, items)
-    node = Node(root, spec, "a", slots=slots)
-    st, sweeper = node.worker.st, node.worker.claimer.sweeper
-    held: list[int] = []  # what the node holds (running + claimed ahead) once a batch is won
-    sweep = sweeper.next
+    clock = FakeClock()
+    node = Node(root, spec, "a", slots=slots, clock=clock)
+    st, claimer = node.worker.st, node.worker.claimer
+    held: list[tuple[int, int]] = []  # (held once a batch is won, the bound then)
+    sweep, finished = claimer.sweeper.next, claimer.note_finished
 
     async def counted(want):
+        now = (len(st.queue) + len(st.running) + want, claimer.target_queue())
+        clock.advance(0.05)
         candidates = await sweep(want)
         assert len(candidates) <= want
         if candidates:
-            held.append(len(st.queue) + len(st.running) + want)
+            held.append(now)
         return candidates
-    sweeper.next = counted
+
+    def finish():
+        clock.advance(0.01)
+        finished()
+    claimer.sweeper.next, node.worker.items.on_finished = counted, finish
     node.start()
     assert await node.result() == EXIT_OK
-    # No rate known yet: the slots plus one. The clock stands still, so once two items ended
-    # the rate is "infinite" and the claimer holds its maximum: 3 x slots + 4.
-    assert held[0] == slots + 1
-    assert max(held) == 3 * slots + 4
+    assert held[0][0] == slots + 1  # no rate known yet: the slots plus one
+    assert all(h <= bound for h, bound in held), held
+    assert max(h for h, _ in held) >= slots + 5, held  # ~100/s x (0.05 + 2 x 0.05 s) = 15 ahead
+    assert max(h for h, _ in held) <= 3 * slots + 64
     assert_exactly_once(Job(root), items, recount=False)
+
+
+def test_claim_ahead_is_the_bandwidth_delay_product_bounded() -> None:
+    from worker.claimer import claim_ahead
+    assert claim_ahead(0.0, 0.5, 2) == 1  # rate not known
+    assert claim_ahead(0.2, 0.1, 2) == 1  # 10 s items: one ahead, the rest stays for others
+    assert claim_ahead(10, 0.0005, 2) == 1  # 0.2 s items, master on loopback
+    assert claim_ahead(10, 0.1, 2) == 3  # 0.2 s items, claims taking 100 ms (50 ms round trips)
+    assert claim_ahead(300, 0.02, 2) == 27  # trivial items, 10 ms away
+    assert claim_ahead(1e9, 1.0, 2) == 2 * 2 + 64  # the bound
 
 
 async def test_control_pause_releases_claims_and_stop_ends_the_worker(tmp_path) -> None:

@@ -128,6 +128,7 @@ def test_sigstop_past_lease_late_results_refused(ssh_cluster: SshCluster, make_j
     assert taken_after >= LEASE - 1.5, f"a's claims were taken {taken_after:.1f} s after it froze"
     time.sleep(max(0.0, LEASE + 3.5 - (time.monotonic() - t_stop)))
     job.thaw("a")
+    wall_thaw = time.time()
     note(f"SIGSTOP: {len(held)} claims of a ({len(running_a)} running) taken over {taken_after:.1f} s "
          f"after it froze (lease {LEASE} s)")
 
@@ -138,9 +139,12 @@ def test_sigstop_past_lease_late_results_refused(ssh_cluster: SshCluster, make_j
     lost = [e for e in job.joblog("a") if e["event"] == "lost_lease"]
     assert {e["id"] for e in lost} >= {L.parse_lock_name(x)[0] for x in running_a}, lost
     assert "lease lost" in job.stderr("a")
-    done_by = {e["id"]: e["node"] for e in job.joblog() if e["event"] == "done"}
+    # b recorded what a had held — or a, only from a new claim after it came back: what b took
+    # over beyond its claim-ahead bound went to the retry queue, which any node may claim.
+    done = {e["id"]: e for e in job.joblog() if e["event"] == "done"}
     for lock in held:
-        assert done_by[L.parse_lock_name(lock)[0]] == "b"
+        rec = done[L.parse_lock_name(lock)[0]]
+        assert rec["node"] == "b" or rec["start"] >= wall_thaw - 1, rec
     assert job.node_status("a")["lost_leases"] == len(lost)
     # Only what was running on a can have run twice (its claimed-ahead items had not started).
     counts = execution_counts(job)

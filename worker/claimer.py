@@ -7,7 +7,9 @@ claim it hands over to the end-of-job check.
 
 from __future__ import annotations
 
+import asyncio
 import math
+from typing import Callable
 from collections import deque
 
 from . import layout as L
@@ -17,53 +19,106 @@ from .heartbeat import HEARTBEAT
 from .nodestate import NodeState
 from .sweep import Sweeper
 
-CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long
+CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long, plus the claim's own time
+AHEAD_MAX = 64  # items claimed ahead at most, beyond twice the slots (a bound for very quick items)
+LATENCY_SMOOTH = 0.3  # weight of the newest claim's duration in the running estimate
+PROBE = 64  # candidates looked at at once (one stat each) after a batch that won nothing
+
+
+def claim_ahead(rate: float, latency: float, slots: int, lead: float = 0.0) -> int:
+    """Items to hold beyond the slots: the bandwidth-delay product, the node's rate (items/s)
+    times the time a claim takes (its round trips, measured) plus a margin, so a slot never
+    waits on the master. Long items (rate x latency well below 1) get 1: the rest stays free
+    for other nodes. An unknown rate (0) gets 1 too. ``lead``: how long an item takes to be
+    ready once claimed (copy mode: fetching its file, done ahead while the slots run)."""
+    if rate <= 0:
+        return 1
+    want = rate * (CLAIM_AHEAD_S + 2 * latency + lead)
+    return max(1, min(2 * max(1, slots) + AHEAD_MAX, math.ceil(want)))
 
 
 class Claimer:
-    def __init__(self, st: NodeState, claims: Claims, sweeper: Sweeper) -> None:
+    def __init__(self, st: NodeState, claims: Claims, sweeper: Sweeper,
+                 lead: Callable[[], float] | None = None) -> None:
         self.st = st
+        self.lead = lead or (lambda: 0.0)
         self.claims = claims
         self.sweeper = sweeper
         self.finished_at: deque[float] = deque(maxlen=32)  # when recent items ended (for the rate)
+        self.latency = 0.0  # how long finding and claiming a batch takes (smoothed), s
+        self.missed = False  # the last batch won nothing: look ahead (``candidates``)
+        self.spare: list[Candidate] = []  # free candidates found by looking ahead, not yet tried
 
     def note_finished(self) -> None:
         self.finished_at.append(self.st.clock.monotonic())
 
+    def rate(self) -> float:
+        """Items/s this node finishes lately (0: not known). Measured up to now, so items that
+        became long lower it at once."""
+        if len(self.finished_at) < 2:
+            return 0.0
+        span = self.st.clock.monotonic() - self.finished_at[0]
+        return (len(self.finished_at) - 1) / span if span > 0 else 0.0
+
     def target_queue(self) -> int:
-        """How many items to hold (running + claimed ahead): the slots, plus enough to cover a
-        claim's round trips at the current rate: many for quick items, one for long ones (which
-        then stay free for other nodes)."""
+        """How many items to hold (running + claimed ahead): the slots plus ``claim_ahead``."""
         _, slots = self.st.effective()
-        ahead = 1
-        if len(self.finished_at) >= 2:
-            span = self.finished_at[-1] - self.finished_at[0]
-            rate = (len(self.finished_at) - 1) / span if span > 0 else float("inf")
-            ahead = max(1, math.ceil(min(2 * slots + 4, rate * CLAIM_AHEAD_S)))  # rate may be inf
-        return max(1, slots) + ahead
+        return max(1, slots) + claim_ahead(self.rate(), self.latency, slots, self.lead())
+
+    def room(self) -> int:
+        """How many more items this node may hold now (the claim-ahead bound)."""
+        return max(0, self.target_queue() - len(self.st.queue) - len(self.st.running))
 
     async def loop(self, end: EndOfJob) -> None:
         st = self.st
         while True:
             state, _ = st.effective()
-            want = self.target_queue() - len(st.queue) - len(st.running)
+            want = self.room()
             if st.pool is not None and state == "running":
                 want = st.pool.claim_allowance(st, want)  # serving a root: the node's slots are shared
             if state != "running" or want <= 0:
                 await st.wait_kick(HEARTBEAT)
                 continue
-            candidates = await self.sweeper.next(want)
+            began, probing = st.clock.monotonic(), self.missed
+            candidates = await self.candidates(want)
             st.exhausted = not candidates
             if candidates:
                 st.draining = False
                 await self.claim(candidates)
+                if not probing:
+                    took = st.clock.monotonic() - began
+                    self.latency += LATENCY_SMOOTH * (took - self.latency)
             elif await end.nothing_to_claim():
                 st.finished = True
                 st.kick()
                 return
 
+    async def candidates(self, want: int) -> list[Candidate]:
+        """The next ``want`` candidates. After a batch that won nothing (we are going through
+        items others took), look ahead: ``stat`` the locks of up to PROBE candidates at once
+        and offer only the free ones (the rest of them kept for the next batches), so a run of
+        taken items costs one round trip per PROBE, not two per batch."""
+        if self.spare:
+            out, self.spare = self.spare[:want], self.spare[want:]
+            return out
+        if not self.missed:
+            return await self.sweeper.next(want)
+        while True:
+            cands = await self.sweeper.next(PROBE)
+            if not cands:
+                return []
+            held = await asyncio.gather(*(self.st.store.stat(L.lock_path(c.lock)) for c in cands))
+            taken = [c for c, h in zip(cands, held) if h is not None]
+            free = [c for c, h in zip(cands, held) if h is None]
+            if taken:
+                self.sweeper.note_busy(taken, set())
+            if free:
+                self.spare = free[want:]
+                return free[:want]
+
     async def claim(self, candidates: list[Candidate]) -> None:
         won = await self.claims.claim(candidates)
+        self.missed = not won
         self.sweeper.note_busy(candidates, {c.lock for c in won})
         if won:
             await self.register_watched(candidates, won)

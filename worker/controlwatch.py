@@ -9,6 +9,9 @@ from .control import ControlError, parse_control
 from .nodestate import NodeState
 
 
+RECENT = 5.0  # seconds after a change during which control.yaml is reread at every poll
+
+
 class ControlWatch:
     def __init__(self, st: NodeState, master_now: Callable[[], float]) -> None:
         self.st = st
@@ -21,8 +24,9 @@ class ControlWatch:
         entry = await st.store.stat(L.CONTROL_FILE)
         stamp = (entry.mtime, entry.size) if entry else None
         # SFTP v3 mtimes are whole seconds: a same-size edit within the same second keeps the
-        # stamp, so a file changed in the last few seconds is read again whatever its stamp.
-        if stamp == self.stamp and not (entry and self.master_now() - entry.mtime < 3):
+        # stamp, so a file changed in the last few seconds (the mtime's second, a poll period and
+        # our previous read) is read again whatever its stamp.
+        if stamp == self.stamp and not (entry and self.master_now() - entry.mtime < RECENT):
             return False
         data = await st.store.read(L.CONTROL_FILE)
         try:

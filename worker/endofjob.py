@@ -3,7 +3,8 @@
 First the nodes' counters (they never over-count: a commit is counted once, by the node whose
 fence succeeded); when they fall short and no other live node is busy, a scan of the job
 directory (``reconcile.scan``) decides, and the items nobody will finish (held by a lost run,
-orphaned locks, never claimed) are claimed here, a bounded number per check.
+orphaned locks, never claimed) are claimed here up to the claim-ahead bound, and the rest is
+offered to every node through the retry queue.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from .reconcile import ScanResult, scan
 END_CHECK = 0.2  # how often a worker with nothing left to claim looks at the others' counters,
 END_CHECK_FAST_FOR = 10.0  # during the first seconds of waiting,
 END_CHECK_SLOW = 1.0  # and after that
-END_CLAIMS = 256  # items left behind that one end-of-job check claims at most
-CLAIM_BATCH = 64
+END_OFFERS = 1024  # items left behind one end-of-job check offers to the retry queue at most
+CLAIM_BATCH = 64  # retry entries written at once
 
 
 class EndOfJob:
@@ -75,6 +76,9 @@ class EndOfJob:
             # Net of the failed records `retry` moved to history (their items run again).
             failed -= retried_count(await st.store.read(RETRIED_FILE))
             if done + failed >= st.spec.total:
+                if os.environ.get("PPSS_DEBUG"):
+                    st.log(f"end check: counters {done}+{failed} of {st.spec.total}: "
+                           + ", ".join(f"{n.name} {n.done}+{n.failed}" for n in nodes))
                 st.counters.job_failed = failed
                 return True  # the counters add up: no listing needed
         # Others still sweeping or holding items may finish everything: wait for them (a full
@@ -115,17 +119,25 @@ class EndOfJob:
             {"done": result.done, "failed": result.failed, "node": st.node}).encode())
 
     async def take_left_behind(self, result: ScanResult) -> None:
+        """Claim what nobody will finish, no more than the claim-ahead bound; offer the rest to
+        every node through the retry queue, so the tail spreads over the live nodes."""
         st = self.st
+        room = max(1, self.target_queue() - len(st.queue) - len(st.running))
         ahead: list[Claim] = await self.leases.take_back(result.stale) if result.stale else []
+        ahead, offered = await self.leases.keep_within_bound(ahead, room)
         graves = await asyncio.gather(*(st.store.rename(L.lock_path(lock),
                                                         f"{L.GRAVE_DIR}/{lock}.{secrets.token_hex(3)}")
                                         for lock, _ in result.orphans))
         cands = [Candidate(lock, item) for (lock, item), ok in zip(result.orphans, graves) if ok]
-        # A bounded number at a time: the next check takes more.
-        cands = (cands + result.unclaimed)[:max(END_CLAIMS, self.target_queue())]
-        for i in range(0, len(cands), CLAIM_BATCH):
-            ahead += await self.claims.claim(cands[i:i + CLAIM_BATCH])
-        if ahead:
-            st.log(f"end of job check: took {len(ahead)} items left behind")
+        cands += result.unclaimed
+        take, offer = cands[:max(0, room - len(ahead))], cands[max(0, room - len(ahead)):][:END_OFFERS]
+        ahead += await self.claims.claim(take)
+        for i in range(0, len(offer), CLAIM_BATCH):
+            await asyncio.gather(*(st.store.write_atomic(f"{L.RETRY_DIR}/{c.lock}", c.item)
+                                   for c in offer[i:i + CLAIM_BATCH]))
+        offered += len(offer)
+        if ahead or offered:
+            st.log(f"end of job check: took {len(ahead)} items left behind"
+                   + (f", offered {offered} to every node (retry queue)" if offered else ""))
             st.queue.extend(ahead)
             st.kick()

@@ -3,9 +3,11 @@
 A small ``Worker`` composes the parts, each a module of its own, all sharing one
 ``NodeState`` (nodestate.py):
 
-  heartbeat.py     the status file once a second; the master's clock; silence detection
-  controlwatch.py  control.yaml twice a second, applied to running items
-  leases.py        take-over of lost nodes' claims, and of our own after a restart
+  heartbeat.py     the status file (every second while it changes, lease/10 when not); the
+                   master's clock; silence detection
+  controlwatch.py  control.yaml (one stat a second), applied to running items
+  leases.py        take-over of lost nodes' claims (watchring.py: the peers this node watches),
+                   and of our own after a restart
   claimer.py       claiming ahead of need (sweep.py finds the candidates)
   endofjob.py      when nothing is left to claim: is the job finished? take what was left behind
   itemrun.py       an item's life: start, run (copy-mode transfer), commit
@@ -64,7 +66,8 @@ class Worker:
         self.leases = Leases(st, claims, self.heartbeat.master_now)
         sweeper = Sweeper(store, spec, node, files=transfer.files if transfer else store,
                           master_now=self.heartbeat.master_now)
-        self.claimer = Claimer(st, claims, sweeper)
+        self.claimer = Claimer(st, claims, sweeper, lead=transfer.lead_time if transfer else None)
+        self.leases.room = self.claimer.room  # take-overs stay within the claim-ahead bound
         self.end = EndOfJob(st, claims, self.leases, self.heartbeat, self.claimer.target_queue)
         self.joblog = JobLog(store, node, st.clock)
         self.items = ItemRunner(st, claims, self.heartbeat, self.joblog, transfer,
@@ -120,8 +123,7 @@ class Worker:
 
     async def start(self) -> list[asyncio.Task]:
         st = self.st
-        await self.leases.recover_own()
-        await self.control.poll()
+        await asyncio.gather(self.leases.recover_own(), self.control.poll())  # one round trip
         await self.heartbeat.write()
         state, slots = st.effective()
         st.log(f"started: job {st.store.label}, {slots} slots, state {state}")

@@ -1,7 +1,8 @@
 """The heartbeat: this node's status file on the master, and the master's clock as seen from here.
 
-The status file (``nodes/<node>.json``) is rewritten once a second and soon after a control
-change took effect. Its mtime, set by the master, is how this node reads the master's clock.
+The status file (``nodes/<node>.json``) is rewritten every second while what it says changes
+(items start and end, counters), every ``beat_period(lease)`` seconds (lease/10, between 1 and
+10 s) when nothing changes (an idle or paused node), and soon after a control change took effect. Its mtime, set by the master, is how this node reads the master's clock.
 A node silent longer than half the lease (frozen, cut off, asleep) may have lost the claims it
 made before: each is checked before it starts (claimed ahead, it never ran yet).
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+from dataclasses import replace
 
 from . import __version__
 from . import layout as L
@@ -19,10 +22,16 @@ from .jobstatus import NodeStatus, RunningItem
 from .nodestate import NodeState
 from .store import NO_SPACE, StoreError
 
-HEARTBEAT = 1.0  # status file (the heartbeat) every second
-CONTROL_POLL = 0.5  # control.yaml looked at twice a second
+HEARTBEAT = 1.0  # status file (the heartbeat) at most every second, while it changes
+CONTROL_POLL = 1.0  # control.yaml looked at (one stat) every second: a change is seen within 2 s
 CONTROL_SETTLE = 0.2
 STATUS_FAILURES = 3  # the master refused our status this many times in a row (3 s): stop
+
+
+def beat_period(lease: float) -> float:
+    """How often an unchanged status file is rewritten: ten times per lease (a node is lost
+    after a lease of silence), at least every second and at most every 10 s."""
+    return min(10.0, max(HEARTBEAT, lease / 10))
 
 
 class Heartbeat:
@@ -32,6 +41,7 @@ class Heartbeat:
         self.written = (0.0, 0.0)  # (master mtime, local monotonic) of our last heartbeat
         self.last_beat = 0.0  # clock.awake() of our last heartbeat on the master
         self.suspect: set[str] = set()  # claimed ahead before a long silence
+        self.last_said: NodeStatus | None = None  # what the last status file said (time aside)
 
     def master_now(self) -> float:
         mtime, mono = self.written
@@ -52,11 +62,22 @@ class Heartbeat:
             error=st.error or st.control_error, started=self.started, updated=st.clock.wall(),
             version=__version__)
 
+    def changed(self) -> bool:
+        return replace(self.status(), updated=0.0) != self.last_said
+
     async def write(self) -> None:
         st = self.st
-        await st.store.write_atomic(L.status_path(st.node), self.status().to_json())
+        status = self.status()
+        path = L.status_path(st.node)
+        tmp = f"{path}.tmp-{secrets.token_hex(4)}"
+        await st.store.write(tmp, status.to_json())
         mono = st.clock.monotonic()
-        entry = await st.store.stat(L.status_path(st.node))
+        try:  # the rename and the stat of the result in one round trip (answered in order)
+            _, entry = await asyncio.gather(st.store.replace(tmp, path), st.store.stat(path))
+        except BaseException:
+            await st.store.remove(tmp)
+            raise
+        self.last_said = replace(status, updated=0.0)
         if entry:
             beat = st.clock.awake()
             if self.last_beat and beat - self.last_beat > st.spec.lease / 2:
@@ -87,17 +108,21 @@ class Heartbeat:
         return verify
 
     async def loop(self, control: ControlWatch) -> None:
-        """control.yaml twice a second, the status file once a second — and soon after a
-        control change, once the change took effect, so the console sees it within 2 s."""
-        last_status = 0.0
+        """control.yaml every second (one stat); the status file every second while it changes,
+        every beat_period(lease) when it does not, and soon after a control change, once the
+        change took effect, so the console sees it within 2 s."""
         failures = 0
         clock = self.st.clock
+        last_status = clock.monotonic()  # the worker's start wrote it and polled control.yaml
+        beat = beat_period(self.st.spec.lease)
         while True:
+            await asyncio.sleep(CONTROL_POLL)
             try:
                 changed = await control.poll()
                 if changed:
                     await asyncio.sleep(CONTROL_SETTLE)  # let the dispatcher start or stop items
-                if changed or clock.monotonic() - last_status >= HEARTBEAT:
+                since = clock.monotonic() - last_status
+                if changed or since >= beat or (since >= HEARTBEAT and self.changed()):
                     last_status = clock.monotonic()
                     await self.write()
                     failures = 0
@@ -108,4 +133,3 @@ class Heartbeat:
                 if failures >= STATUS_FAILURES:
                     raise
                 self.st.log(str(exc))
-            await asyncio.sleep(CONTROL_POLL)

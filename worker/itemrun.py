@@ -39,6 +39,7 @@ class ItemRunner:
         self.job_path = job_path
         self.on_finished = on_finished
         self.base_env = dict(os.environb) if hasattr(os, "environb") else {}
+        self.prefetching: dict[str, asyncio.Task] = {}  # copy mode: lock -> fetch of a queued item
 
     def free_slot(self) -> int:
         used = {r.slot for r in self.st.running.values()}
@@ -64,6 +65,24 @@ class ItemRunner:
         task = asyncio.create_task(self.run_one(claim, proc, self.heartbeat.must_verify(claim.lock)))
         st.tasks.add(task)
         task.add_done_callback(st.task_done)
+        self.prefetch()
+
+    def prefetch(self) -> None:
+        """Copy mode: fetch the next queued items' files while the slots run (as many as the
+        slots); drop fetches of items no longer queued (released)."""
+        st = self.st
+        if not self.transfer:
+            return
+        _, slots = st.effective()
+        queued = [c for _, c in zip(range(max(1, slots)), st.queue)]
+        keep = {c.lock for c in queued} | st.running.keys()
+        for lock in [lock for lock in self.prefetching if lock not in keep]:
+            self.prefetching.pop(lock).cancel()
+        for c in queued:
+            if c.lock not in self.prefetching:
+                task = asyncio.create_task(self.transfer.fetch(c.ident, c.item))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved later
+                self.prefetching[c.lock] = task
 
     async def still_holds(self, claim: Claim) -> bool:
         """After a long silence: be seen alive again, then check the claim is still ours."""
@@ -95,34 +114,36 @@ class ItemRunner:
             return
         ran = result is None
         if ran:
-            try:
-                result = await self.run_process(claim, proc, work)
-            except StoreError:  # the master refused the upload (full, not writable): not the item's fault
-                st.running.pop(claim.lock, None)
-                self.transfer.cleanup(work)
-                st.queue.extend(await self.give_back([claim]))
-                raise
+            result = await proc.run()
         st.committing[claim.lock] = claim
         st.running.pop(claim.lock, None)
         self.on_finished()
         st.kick()
+        self.prefetch()
         try:
+            if ran and work:  # the upload too is off the slot: the next item runs meanwhile
+                try:
+                    result = await self.upload(proc, claim, result)
+                except StoreError:  # the master refused the upload (full, not writable): not the item's fault
+                    self.transfer.cleanup(work)
+                    st.queue.extend(await self.give_back([claim]))
+                    raise
             await self.settle(claim, result, work, killed=ran and proc.terminated)
         finally:
             st.committing.pop(claim.lock, None)
 
     async def fetch(self, claim: Claim, proc: ItemProcess) -> tuple[str | None, Result | None]:
         """Copy mode: fetch the item; (work dir, None), or (None, the failure's result)."""
+        task = self.prefetching.pop(claim.lock, None)
         try:
-            work, local, out = await self.transfer.fetch(claim.ident, claim.item)
+            work, local, out = await (task or self.transfer.fetch(claim.ident, claim.item))
         except TransferError as exc:
             return None, Result(TRANSFER_FAILED, f"ppss: {exc}\n".encode(), time.time(), 0.0)
         proc.env.update({b"ITEM": os.fsencode(local), b"OUTPUT_DIR": os.fsencode(out)})
         return work, None
 
-    async def run_process(self, claim: Claim, proc: ItemProcess, work: str | None) -> Result:
-        result = await proc.run()
-        if work and result.exit_code == 0:
+    async def upload(self, proc: ItemProcess, claim: Claim, result: Result) -> Result:
+        if result.exit_code == 0:
             try:
                 notes = await self.transfer.upload(claim.item, os.fsdecode(proc.env[b"OUTPUT_DIR"]))
                 result = replace(result, output=result.output + notes) if notes else result

@@ -1,6 +1,7 @@
 """Leases: taking back the claims of a node that went silent, and this node's own after a restart.
 
-A node whose status file is older than the lease is lost; any other node renames its token
+A node whose status file is older than the lease is lost; a node watching it (each watches a
+few peers on a ring of the node names, watchring.py) renames its token
 in each lock it held (``<lock>/<old token>`` -> ``<lock>/<my token>``: exactly one wins) and
 runs the item. On start-up a node takes back what its own previous run held the same way, after
 refusing to start if a live worker of the same name is running.
@@ -16,9 +17,10 @@ from . import layout as L
 from .claims import Claim, Claims
 from .errors import JobError
 from .joblogfix import note_unclean
-from .jobstatus import FINAL_STATES, NodeStatus, read_nodes
+from .jobstatus import FINAL_STATES, NodeStatus
 from .nodestate import NodeState
 from .store import StoreError
+from .watchring import PeerRing, watch_period
 
 
 def held_leases(status: NodeStatus) -> list[tuple[str, str, bytes]]:
@@ -33,6 +35,10 @@ class Leases:
         self.claims = claims
         self.master_now = master_now
         self.lost_seen: set[tuple] = set()
+        # How many more claims this node may hold (the claim-ahead bound, set by the Worker to
+        # the claimer's room); what a take-over wins beyond it goes to the retry queue.
+        self.room: Callable[[], int] = lambda: 1 << 30
+        self.ring = PeerRing(st, master_now)
 
     def live_tokens(self, nodes: list[NodeStatus]) -> set[str]:
         live = {self.st.token}
@@ -46,29 +52,42 @@ class Leases:
         claims = await asyncio.gather(*(self.claims.take_over(lock, old, item) for lock, old, item in leases))
         return [c for c in claims if c]
 
+    async def keep_within_bound(self, won: list[Claim], room: int | None = None) -> tuple[list[Claim], int]:
+        """Keep what the claim-ahead bound allows (the first ones); hand the rest to the retry
+        queue, where every node finds them. (kept, how many were handed on)"""
+        room = max(0, self.room() if room is None else room)
+        keep, extra = won[:room], won[room:]
+        if extra:
+            await asyncio.gather(*(self.claims.release(c) for c in extra))
+        return keep, len(extra)
+
     async def take_over_lost(self) -> int:
-        st = self.st
+        """One round of watching: stat the few peers this node watches on the ring; take over
+        the claims of any that went silent longer than the lease. The items taken."""
         taken = 0
-        for n in await read_nodes(st.store, self.master_now()):
-            if n.name == st.node or not n.is_lost(st.spec.lease):
-                continue
-            key = (n.name, n.run_id, n.updated)
-            if key in self.lost_seen:
-                continue
-            self.lost_seen.add(key)
-            won = await self.take_back(held_leases(n))
-            if won:
-                st.log(f"node {n.name} silent for {n.last_seen_s:.0f} s (lease {st.spec.lease:.0f} s): "
-                       f"took over {len(won)} of its items")
-                st.queue.extendleft(won)
-                taken += len(won)
-                st.kick()
+        for n, mtime in await self.ring.silent_peers():
+            taken += await self.take_over(n)
+            self.ring.settle(n.name, mtime)  # taken over: watch the next one on the ring
         return taken
 
+    async def take_over(self, n: NodeStatus) -> int:
+        st = self.st
+        key = (n.name, n.run_id, n.updated)
+        if key in self.lost_seen:
+            return 0
+        won, handed = await self.keep_within_bound(await self.take_back(held_leases(n)))
+        self.lost_seen.add(key)
+        if won or handed:
+            st.log(f"node {n.name} silent for {n.last_seen_s:.0f} s (lease {st.spec.lease:.0f} s): "
+                   f"took over {len(won)} of its items"
+                   + (f", {handed} handed to the retry queue" if handed else ""))
+            st.queue.extendleft(reversed(won))
+            st.kick()
+        return len(won)
+
     async def loop(self) -> None:
-        period = max(1.0, min(5.0, self.st.spec.lease / 4))
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(watch_period(self.st.spec.lease))
             try:
                 await self.take_over_lost()
             except StoreError as exc:
@@ -90,9 +109,10 @@ class Leases:
         self.refuse_twin(prev)
         if prev.state not in FINAL_STATES:  # it crashed: its last job-log lines may be lost
             await note_unclean(st.store)
-        won = await self.take_back(held_leases(prev))
-        if won:
-            st.log(f"took back {len(won)} unfinished items of this node's previous run")
+        won, handed = await self.keep_within_bound(await self.take_back(held_leases(prev)))
+        if won or handed:
+            st.log(f"took back {len(won)} unfinished items of this node's previous run"
+                   + (f", {handed} handed to the retry queue" if handed else ""))
             st.queue.extend(won)
 
     def refuse_twin(self, prev: NodeStatus) -> None:

@@ -20,7 +20,8 @@ from .sourcedir import walk_files
 from .store import Store
 
 RETRY_POLL = 2.0
-HELP_GIVE_UP = 32  # taken items in a row after which a helper leaves a chunk
+HELP_GIVE_UP = 32  # taken items in a row after which a helper leaves a chunk (or jumps)
+HELP_JUMPS = 4  # times a helper jumps to the middle of the untried part before leaving
 WATCH_PERIOD = 3.0   # how often an idle worker lists a watched source directory
 WATCH_SETTLE = 3.0   # a new file is taken once unchanged for this long (master clock)
 
@@ -59,15 +60,18 @@ class Sweeper:
         self.helping = False
         self.abandoned = False  # helping stopped where the chunk's own sweeper had got to
         self.miss_streak = 0  # items found taken in a row while helping
+        self.jumps = 0  # jumps within the current chunk while helping
         self.retry_seen = 0.0
         self.retry_busy: set[str] = set()  # retry entries we failed to claim lately
         self.exhausted = spec.chunks == 0
+        self.markers_read = False
 
     async def _refresh_markers(self) -> None:
         taken, swept = await asyncio.gather(self.store.listdir(L.SWEEP_DIR), self.store.listdir(L.SWEPT_DIR))
         self.taken |= {int(n) for n in taken or () if n.isdigit()}
         self.swept |= {int(n) for n in swept or () if n.isdigit()}
         self.taken |= self.swept
+        self.markers_read = True
 
     async def _open_chunk(self, index: int, reverse: bool = False) -> None:
         data = await self.store.read(L.chunk_path(index))
@@ -77,6 +81,7 @@ class Sweeper:
             self.current.reverse()
         self.current_chunk = index
         self.pos = 0
+        self.jumps = 0
 
     async def _next_chunk(self) -> bool:
         if self.current_chunk is not None:
@@ -86,7 +91,7 @@ class Sweeper:
             self.current_chunk = None
             self.abandoned = False
         if not self.helping:
-            if not self.taken:
+            if not self.taken and not self.markers_read:
                 await self._refresh_markers()
             for index in self.order:
                 if index in self.taken:
@@ -122,23 +127,35 @@ class Sweeper:
     def note_busy(self, candidates: list[Candidate], won: set[str]) -> None:
         self.retry_busy |= {c.lock for c in candidates if c.from_retry and c.lock not in won}
         swept = [c for c in candidates if not c.from_retry and c.lock == L.item_id(c.item)]
-        if not self.helping or not swept:
+        if not swept:
             return
         if any(c.lock in won for c in swept):
             self.miss_streak = 0
             return
         self.miss_streak += len(swept)
-        if self.miss_streak >= HELP_GIVE_UP:
-            # Helping from a chunk's end, a long run of taken items means we met the chunk's own
-            # sweeper (another helper only costs a short run): the rest is taken. Move on; the
-            # end-of-job check catches any straggler.
-            self.pos = len(self.current)
-            self.abandoned = True
-            self.miss_streak = 0
+        if self.miss_streak < HELP_GIVE_UP:
+            return
+        self.miss_streak = 0
+        untried = len(self.current) - self.pos
+        if self.helping and untried > 2 * HELP_GIVE_UP and self.jumps < HELP_JUMPS:
+            # Helping from a chunk's end, a long run of taken items may be another helper that
+            # started there too: try the middle of what we have not tried.
+            self.pos += untried // 2
+            self.jumps += 1
+            return
+        # A long run of taken items: we met whoever sweeps from the other end (the chunk's own
+        # sweeper, or a helper coming from its end), who takes the rest. Move on; the end-of-job
+        # check catches any straggler.
+        self.pos = len(self.current)
+        self.abandoned = self.helping  # the chunk's own sweeper still marks it swept
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
-        out = await self.retry_candidates(want)
+        if not self.markers_read and not self.exhausted:
+            # The first call: the retry queue and the chunk markers in one round trip.
+            out, _ = await asyncio.gather(self.retry_candidates(want), self._refresh_markers())
+        else:
+            out = await self.retry_candidates(want)
         while len(out) < want and not self.exhausted:
             if self.pos >= len(self.current):
                 if not await self._next_chunk():

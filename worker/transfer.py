@@ -22,6 +22,7 @@ import os
 import posixpath
 import shutil
 import stat
+import time
 
 from . import layout as L
 from .errors import PpssError
@@ -96,6 +97,11 @@ class CopyTransfer:
         self.spec = spec
         self.output_root = spec.output_dir or posixpath.join(job_path, "results")
         self.work_root = work_root
+        self.fetch_seconds = 0.0  # how long a fetch takes lately (smoothed)
+
+    def lead_time(self) -> float:
+        """How long an item takes to be ready once claimed: its fetch (for the claim-ahead)."""
+        return self.fetch_seconds
 
     def paths(self, ident: str, item: bytes) -> tuple[str, str, str]:
         work = os.path.join(self.work_root, ident)
@@ -105,6 +111,7 @@ class CopyTransfer:
 
     async def fetch(self, ident: str, item: bytes) -> tuple[str, str, str]:
         work, local, out = self.paths(ident, item)
+        began = time.monotonic()
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(os.path.dirname(local), mode=0o700)
         os.makedirs(out, mode=0o700)
@@ -114,6 +121,7 @@ class CopyTransfer:
             shutil.rmtree(work, ignore_errors=True)  # nothing in it worth keeping
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise TransferError(f"fetching {L.display_item(item)} failed: {reason}") from None
+        self.fetch_seconds += 0.3 * (time.monotonic() - began - self.fetch_seconds)
         return work, local, out
 
     def output_target(self, item: bytes) -> str:

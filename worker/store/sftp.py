@@ -11,6 +11,7 @@ import errno
 import os
 import posixpath
 import secrets
+import stat
 from typing import Callable
 
 import asyncssh
@@ -19,6 +20,77 @@ from ..errors import ConnectError
 from ..sshconn import SshTarget, connect, connect_with_retry
 from .base import Entry, Store, StoreError
 from .errors import LOST, looks_full, mapped_errors
+
+PUT_SMALL = 1 << 20  # files up to this size are uploaded with one write request
+
+
+# Fewer round trips per operation (the master may be far away): the requests of one step are
+# sent together on the SFTP handler (the server answers them in order). A read is open, then
+# read + fstat + close at once (2 round trips instead of 4); a write is open, then write + close
+# (2 instead of 3); a listing reads two batches at once and closes without waiting.
+QUICK_MAX = 256 * 1024 - 1024  # one read or write request (OpenSSH's sftp-server limit)
+
+
+def _background(coro) -> None:
+    task = asyncio.ensure_future(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+async def quick_read(sftp: asyncssh.SFTPClient, path: str, whole: bool = True) -> bytes | None:
+    """The whole file (SFTPNoSuchFile if missing); a file larger than one request is read
+    with asyncssh's parallel reads, or (``whole`` false) gives None."""
+    h = sftp._handler
+    handle = await h.open(sftp.compose_path(path), asyncssh.FXF_READ, asyncssh.SFTPAttrs())
+    size = min(QUICK_MAX, getattr(getattr(sftp, "limits", None), "max_read_len", QUICK_MAX))
+    data, attrs, _ = await asyncio.gather(h.read(handle, 0, size), h.fstat(handle, 0x800001FD),
+                                          h.close(handle), return_exceptions=True)
+    if isinstance(data, asyncssh.SFTPEOFError):
+        data = (b"", False)
+    for r in (data, attrs):
+        if isinstance(r, BaseException):
+            raise r
+    if attrs.size is not None and attrs.size > len(data[0]):
+        if not whole:
+            return None
+        async with sftp.open(path, "rb") as fh:  # larger than one request (or growing)
+            return await fh.read()
+    return data[0]
+
+
+async def quick_write(sftp: asyncssh.SFTPClient, path: str, data: bytes,
+                      attrs: asyncssh.SFTPAttrs | None = None) -> None:
+    attrs = attrs or asyncssh.SFTPAttrs()
+    if len(data) > QUICK_MAX:
+        async with sftp.open(path, "wb", attrs) as fh:
+            await fh.write(data)
+        return
+    h = sftp._handler
+    handle = await h.open(sftp.compose_path(path), asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC,
+                          attrs)
+    wrote, closed = await asyncio.gather(h.write(handle, 0, data), h.close(handle), return_exceptions=True)
+    for r in (wrote, closed):
+        if isinstance(r, BaseException):
+            raise r
+
+
+async def quick_listdir(sftp: asyncssh.SFTPClient, path: str) -> list:
+    h = sftp._handler
+    handle = await h.opendir(sftp.compose_path(path))
+    names: list = []
+    try:
+        while True:
+            batches = await asyncio.gather(h.readdir(handle), h.readdir(handle), return_exceptions=True)
+            for b in batches:
+                if isinstance(b, asyncssh.SFTPEOFError):
+                    return names
+                if isinstance(b, BaseException):
+                    raise b
+                for n in b[0]:
+                    n.filename = sftp.decode(n.filename)
+                names += b[0]
+    finally:
+        _background(h.close(handle))
+
 
 # The coalescing writer replaces a private attribute of asyncssh's SFTP client
 # (``sftp._handler._writer``): pyproject.toml bounds asyncssh's version, and
@@ -91,6 +163,7 @@ class SftpStore(Store):
         self.generation = 0  # bumped at every reconnect
         self.requests = 0
         self.coalesced = False
+        self._dirs_known: set[str] = set()  # remote directories made or seen by put_tree
 
     @classmethod
     async def open(cls, target: SshTarget, root: str, label: str, first_attempts: int | None = None,
@@ -219,8 +292,7 @@ class SftpStore(Store):
     async def read(self, rel: str) -> bytes | None:
         async def op(sftp):
             try:
-                async with sftp.open(self.path(rel), "rb") as fh:
-                    return await fh.read()
+                return await quick_read(sftp, self.path(rel))
             except asyncssh.SFTPNoSuchFile:
                 return None
         return await self._call(rel, op)
@@ -237,11 +309,7 @@ class SftpStore(Store):
 
     async def write(self, rel: str, data: bytes, mode: int | None = None) -> None:
         attrs = await self._file_attrs(mode)
-
-        async def op(sftp):
-            async with sftp.open(self.path(rel), "wb", attrs) as fh:
-                await fh.write(data)
-        await self._call(rel, op)
+        await self._call(rel, lambda sftp: quick_write(sftp, self.path(rel), data, attrs))
 
     async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
         attrs = await self._file_attrs(mode)
@@ -257,7 +325,7 @@ class SftpStore(Store):
     async def scandir(self, rel: str) -> list[Entry] | None:
         async def op(sftp):
             try:
-                names = await sftp.readdir(self.path(rel))
+                names = await quick_listdir(sftp, self.path(rel))
             except asyncssh.SFTPNoSuchFile:
                 return None
             return [_entry(n.filename, n.attrs) for n in names if n.filename not in (".", "..")]
@@ -280,34 +348,91 @@ class SftpStore(Store):
     async def get_file(self, remote: str, local: str) -> None:
         async def op(sftp):
             try:
-                await sftp.get(remote, local)
+                data = await quick_read(sftp, remote, whole=False)  # small: 2 round trips
+                if data is None:
+                    await sftp.get(remote, local)  # large: asyncssh's parallel block reads
+                else:
+                    with open(local, "wb") as fh:
+                        fh.write(data)
             except asyncssh.SFTPNoSuchFile:
                 raise StoreError(f"{self.target.label()}:{remote}: no such file") from None
         await self._call(remote, op)
 
     async def put_tree(self, local_dir: str, remote_dir: str) -> int:
+        """Upload a local tree: its directories made first (those not known to exist, one
+        round of mkdirs per depth), then every file pipelined (open, write, close each)."""
         files = []
         for here, _dirs, names in os.walk(local_dir):
             rel = os.path.relpath(here, local_dir)
             files += [(os.path.join(here, n), posixpath.normpath(posixpath.join(remote_dir, rel, n)))
                       for n in names]
-        dirs = sorted({posixpath.dirname(r) for _, r in files} | {remote_dir})
+        dirs = {posixpath.dirname(r) for _, r in files} | {posixpath.normpath(remote_dir)}
 
         # Each file under a temporary name, renamed once all are there: a partial output never
         # sits under its final name (a full master fails a put half-way).
         staged = [(loc, f"{rem}.tmp-{secrets.token_hex(4)}", rem) for loc, rem in files]
 
         async def op(sftp):
-            for d in dirs:
-                await sftp.makedirs(d, exist_ok=True)
-            puts = await asyncio.gather(*(sftp.put(loc, tmp) for loc, tmp, _ in staged), return_exceptions=True)
+            await self._make_dirs(sftp, dirs)
+            puts = await asyncio.gather(*(self._put_file(sftp, loc, tmp) for loc, tmp, _ in staged),
+                                        return_exceptions=True)
             failed = [r for r in puts if isinstance(r, BaseException)]
             if failed:
                 await asyncio.gather(*(sftp.remove(tmp) for _, tmp, _ in staged), return_exceptions=True)
                 raise failed[0]
             await asyncio.gather(*(sftp.posix_rename(tmp, rem) for _, tmp, rem in staged))
-        await self._call(remote_dir, op)
+        try:
+            await self._call(remote_dir, op)
+        except StoreError:
+            if not self._dirs_known:
+                raise
+            self._dirs_known.clear()  # a directory we knew may be gone: make them again, once
+            await self._call(remote_dir, op)
         return len(files)
+
+    async def _make_dirs(self, sftp, dirs: set[str]) -> None:
+        """mkdir every directory not known to exist, shallowest first; a failed mkdir of an
+        existing directory is fine; one whose parent is missing gets the parent made first."""
+        todo = sorted(d for d in dirs if d not in self._dirs_known)
+        if not todo:
+            return
+        results = await asyncio.gather(*(self._mkdir_or_exists(sftp, d) for d in todo))
+        missing = [d for d, ok in zip(todo, results) if not ok]
+        if missing:
+            parents = {posixpath.dirname(d) for d in missing} - {d for d in missing}
+            parents = {p for p in parents if p and p not in (".", "/")}
+            if not parents or parents <= self._dirs_known:  # a directory we knew went away
+                for d in missing:
+                    await sftp.makedirs(d, exist_ok=True)
+                    self._dirs_known.add(d)
+                return
+            await self._make_dirs(sftp, parents)
+            await self._make_dirs(sftp, set(missing))
+
+    async def _mkdir_or_exists(self, sftp, d: str) -> bool:
+        """True once ``d`` is a directory (made now or before); False if its parent is missing."""
+        try:
+            await sftp.mkdir(d)
+        except asyncssh.SFTPNoSuchFile:
+            return False  # its parent is missing
+        except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+            try:
+                if not stat.S_ISDIR((await sftp.stat(d)).permissions or 0):
+                    raise asyncssh.SFTPFailure(f"{d}: not a directory") from None
+            except asyncssh.SFTPNoSuchFile:
+                return False
+        self._dirs_known.add(d)
+        return True
+
+    @staticmethod
+    async def _put_file(sftp, local: str, remote: str) -> None:
+        if os.path.getsize(local) > PUT_SMALL:
+            await sftp.put(local, remote)  # large: asyncssh's parallel block writes
+            return
+        with open(local, "rb") as src:
+            data = src.read()
+        async with sftp.open(remote, "wb") as fh:
+            await fh.write(data)
 
     async def close(self) -> None:
         for fh in list(self._append_handles.values()):
