@@ -73,7 +73,7 @@ class Worker:
         self.items = ItemRunner(st, claims, self.heartbeat, self.joblog, transfer,
                                 job_path or store.root, self.claimer.note_finished)
         self.claims = claims
-        self.halt = HaltWatch(st)
+        self.halt = HaltWatch(st, on_halt=self.control.poll)
 
     async def release_queue(self) -> None:
         st = self.st

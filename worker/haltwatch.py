@@ -22,9 +22,10 @@ HALT_CHECK = 1.0
 
 
 class HaltWatch:
-    def __init__(self, st: NodeState) -> None:
+    def __init__(self, st: NodeState, on_halt=None) -> None:
         self.st = st
         self.seen_failed = 0
+        self.on_halt = on_halt  # reread control.yaml at once: this node stops starting items now
 
     async def check(self) -> str | None:
         """Apply the rule now if our failures grew; the reason if the job was halted."""
@@ -39,6 +40,8 @@ class HaltWatch:
         reason = await apply_halt(st.store, st.spec, done, failed)
         if reason:
             st.log(f"halted: {reason} (job.yaml halt: {st.spec.halt}); resume to run on")
+            if self.on_halt:
+                await self.on_halt()
         return reason
 
     async def loop(self) -> None:

@@ -373,8 +373,8 @@ class SftpStore(Store):
         staged = [(loc, f"{rem}.tmp-{secrets.token_hex(4)}", rem) for loc, rem in files]
 
         async def op(sftp):
-            await self._make_dirs(sftp, dirs)
-            puts = await asyncio.gather(*(self._put_file(sftp, loc, tmp) for loc, tmp, _ in staged),
+            await make_dirs(sftp, dirs, self._dirs_known)
+            puts = await asyncio.gather(*(put_file(sftp, loc, tmp) for loc, tmp, _ in staged),
                                         return_exceptions=True)
             failed = [r for r in puts if isinstance(r, BaseException)]
             if failed:
@@ -389,50 +389,6 @@ class SftpStore(Store):
             self._dirs_known.clear()  # a directory we knew may be gone: make them again, once
             await self._call(remote_dir, op)
         return len(files)
-
-    async def _make_dirs(self, sftp, dirs: set[str]) -> None:
-        """mkdir every directory not known to exist, shallowest first; a failed mkdir of an
-        existing directory is fine; one whose parent is missing gets the parent made first."""
-        todo = sorted(d for d in dirs if d not in self._dirs_known)
-        if not todo:
-            return
-        results = await asyncio.gather(*(self._mkdir_or_exists(sftp, d) for d in todo))
-        missing = [d for d, ok in zip(todo, results) if not ok]
-        if missing:
-            parents = {posixpath.dirname(d) for d in missing} - {d for d in missing}
-            parents = {p for p in parents if p and p not in (".", "/")}
-            if not parents or parents <= self._dirs_known:  # a directory we knew went away
-                for d in missing:
-                    await sftp.makedirs(d, exist_ok=True)
-                    self._dirs_known.add(d)
-                return
-            await self._make_dirs(sftp, parents)
-            await self._make_dirs(sftp, set(missing))
-
-    async def _mkdir_or_exists(self, sftp, d: str) -> bool:
-        """True once ``d`` is a directory (made now or before); False if its parent is missing."""
-        try:
-            await sftp.mkdir(d)
-        except asyncssh.SFTPNoSuchFile:
-            return False  # its parent is missing
-        except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
-            try:
-                if not stat.S_ISDIR((await sftp.stat(d)).permissions or 0):
-                    raise asyncssh.SFTPFailure(f"{d}: not a directory") from None
-            except asyncssh.SFTPNoSuchFile:
-                return False
-        self._dirs_known.add(d)
-        return True
-
-    @staticmethod
-    async def _put_file(sftp, local: str, remote: str) -> None:
-        if os.path.getsize(local) > PUT_SMALL:
-            await sftp.put(local, remote)  # large: asyncssh's parallel block writes
-            return
-        with open(local, "rb") as src:
-            data = src.read()
-        async with sftp.open(remote, "wb") as fh:
-            await fh.write(data)
 
     async def close(self) -> None:
         for fh in list(self._append_handles.values()):
@@ -451,3 +407,49 @@ class SftpStore(Store):
     @property
     def connection(self) -> asyncssh.SSHClientConnection | None:
         return self._conn
+
+
+# ---- put_tree's helpers: directories made once (a cache of those known), small files in one write
+
+async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
+    """mkdir every directory not known to exist, shallowest first; a failed mkdir of an
+    existing directory is fine; one whose parent is missing gets the parent made first."""
+    todo = sorted(d for d in dirs if d not in known)
+    if not todo:
+        return
+    results = await asyncio.gather(*(mkdir_or_exists(sftp, d, known) for d in todo))
+    missing = [d for d, ok in zip(todo, results) if not ok]
+    if missing:
+        parents = {posixpath.dirname(d) for d in missing} - {d for d in missing}
+        parents = {p for p in parents if p and p not in (".", "/")}
+        if not parents or parents <= known:  # a directory we knew went away
+            for d in missing:
+                await sftp.makedirs(d, exist_ok=True)
+                known.add(d)
+            return
+        await make_dirs(sftp, parents, known)
+        await make_dirs(sftp, set(missing), known)
+
+async def mkdir_or_exists(sftp, d: str, known: set[str]) -> bool:
+    """True once ``d`` is a directory (made now or before); False if its parent is missing."""
+    try:
+        await sftp.mkdir(d)
+    except asyncssh.SFTPNoSuchFile:
+        return False  # its parent is missing
+    except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+        try:
+            if not stat.S_ISDIR((await sftp.stat(d)).permissions or 0):
+                raise asyncssh.SFTPFailure(f"{d}: not a directory") from None
+        except asyncssh.SFTPNoSuchFile:
+            return False
+    known.add(d)
+    return True
+
+async def put_file(sftp, local: str, remote: str) -> None:
+    if os.path.getsize(local) > PUT_SMALL:
+        await sftp.put(local, remote)  # large: asyncssh's parallel block writes
+        return
+    with open(local, "rb") as src:
+        data = src.read()
+    async with sftp.open(remote, "wb") as fh:
+        await fh.write(data)
