@@ -236,6 +236,25 @@ def test_claim_ahead_is_the_bandwidth_delay_product_bounded() -> None:
     assert claim_ahead(1e9, 1.0, 2) == 2 * 2 + 64  # the bound
 
 
+async def test_two_items_ending_together_do_not_make_a_node_hoard(tmp_path) -> None:
+    """Two slots ending at the same instant read as a huge rate: until the rate rests on
+    RATE_MIN_ITEMS items over RATE_MIN_SPAN s, the look-ahead keeps the start-up bound
+    (a node that started first took 72 of a 90-item job before this)."""
+    from worker.claimer import RATE_MIN_ITEMS, RATE_MIN_SPAN, START_AHEAD
+    root, _, spec = await make_job(tmp_path, items_n(10))
+    clock = FakeClock()
+    claimer = Node(root, spec, "a", slots=2, clock=clock).worker.claimer
+    claimer.note_finished()
+    clock.advance(0.001)
+    claimer.note_finished()  # 1 ms apart: 1,000 items/s by the formula
+    assert claimer.target_queue() == 2 + 2 * 2 + START_AHEAD
+    for _ in range(RATE_MIN_ITEMS):
+        clock.advance(RATE_MIN_SPAN / RATE_MIN_ITEMS)
+        claimer.note_finished()
+    clock.advance(0.01)
+    assert claimer.rate_settled() and claimer.target_queue() <= 2 + 2 * 2 + START_AHEAD  # ~16/s: a few
+
+
 async def test_control_pause_releases_claims_and_stop_ends_the_worker(tmp_path) -> None:
     items = items_n(40)
     root, store, spec = await make_job(tmp_path, items, command='sleep 0.05; : "$ITEM"')

@@ -22,6 +22,9 @@ from .sweep import Sweeper
 CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long, plus the claim's own time
 AHEAD_MAX = 64  # items claimed ahead at most, beyond twice the slots (a bound for very quick items)
 LATENCY_SMOOTH = 0.3  # weight of the newest claim's duration in the running estimate
+START_AHEAD = 4  # beyond twice the slots, until the rate is settled (RATE_MIN_ITEMS over RATE_MIN_SPAN)
+RATE_MIN_ITEMS = 8
+RATE_MIN_SPAN = 0.5  # s
 PROBE = 64  # candidates looked at at once (one stat each) after a batch that won nothing
 
 
@@ -61,9 +64,20 @@ class Claimer:
         return (len(self.finished_at) - 1) / span if span > 0 else 0.0
 
     def target_queue(self) -> int:
-        """How many items to hold (running + claimed ahead): the slots plus ``claim_ahead``."""
+        """How many items to hold (running + claimed ahead): the slots plus ``claim_ahead``.
+        Until the rate rests on enough items over enough time (two slots ending together make a
+        huge rate), the look-ahead stays within the small start-up bound, so a node that starts
+        first does not hoard a short job."""
         _, slots = self.st.effective()
-        return max(1, slots) + claim_ahead(self.rate(), self.latency, slots, self.lead())
+        ahead = claim_ahead(self.rate(), self.latency, slots, self.lead())
+        if not self.rate_settled():
+            ahead = min(ahead, 2 * max(1, slots) + START_AHEAD)
+        return max(1, slots) + ahead
+
+    def rate_settled(self) -> bool:
+        if len(self.finished_at) < RATE_MIN_ITEMS:
+            return False
+        return self.st.clock.monotonic() - self.finished_at[0] >= RATE_MIN_SPAN
 
     def room(self) -> int:
         """How many more items this node may hold now (the claim-ahead bound)."""
