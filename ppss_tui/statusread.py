@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from dataclasses import dataclass
 
 from worker import layout as L
-from worker.control import ControlError, parse_control
 from worker.jobsroot import JobView
 from worker.jobspec import JobSpec
-from worker.jobstatus import FINISHED_FILE, RETRIED_FILE, JobStatus, NodeStatus, json_mapping, retried_count
+from worker.jobstatus import JobStatus, NodeStatus, read_job_status
 from worker.store import LocalStore, Store
 
 MTIME_STEP = 2.0
@@ -82,25 +80,8 @@ class StatusReader:
         return await self._read(store, spec)
 
     async def _read(self, store: Store, spec: JobSpec) -> JobStatus:
-        """As ``worker.jobstatus.read_job_status`` (the same reads, but the node files incrementally)."""
-        now = await store.now()
-        nodes, control_data, retry, recount_data, retried_data, finished_data = await asyncio.gather(
-            self.read_nodes(store, now), store.read(L.CONTROL_FILE), store.listdir(L.RETRY_DIR),
-            store.read(L.RECOUNT_FILE), store.read(RETRIED_FILE), store.read(FINISHED_FILE))
-        recount = (0, 0)
-        try:
-            data = json.loads(recount_data) if recount_data else {}
-            recount = (int(data.get("done", 0)), int(data.get("failed", 0)))
-        except (ValueError, TypeError, AttributeError):
-            pass
-        control, error = None, ""
-        try:
-            control = parse_control(control_data or b"", store.where(L.CONTROL_FILE))
-        except ControlError as exc:
-            error = str(exc)
-        retry_pending = len([n for n in retry or () if ".tmp-" not in n])
-        return JobStatus(spec, tuple(nodes), control, error, retry_pending, now, recount,
-                         retried_count(retried_data), json_mapping(finished_data))
+        """As ``worker.jobstatus.read_job_status``, but the node files incrementally."""
+        return await read_job_status(store, spec, self.read_nodes)
 
     def _stale(self, entry) -> bool:
         c = self.cache.get(entry.name)

@@ -192,11 +192,13 @@ async def read_nodes(store: Store, now: float | None = None) -> list[NodeStatus]
     return nodes
 
 
-async def read_job_status(store: Store, spec: JobSpec | None = None) -> JobStatus:
+async def read_job_status(store: Store, spec: JobSpec | None = None, nodes_reader=None) -> JobStatus:
+    """The job's totals and nodes. ``nodes_reader(store, now)`` reads the nodes' status files
+    (default ``read_nodes``; the console passes one that rereads only changed files)."""
     spec = spec or await read_spec(store)
     now = await store.now()
     nodes, control_data, retry, recount_data, retried_data, finished_data = await asyncio.gather(
-        read_nodes(store, now), store.read(L.CONTROL_FILE), store.listdir(L.RETRY_DIR),
+        (nodes_reader or read_nodes)(store, now), store.read(L.CONTROL_FILE), store.listdir(L.RETRY_DIR),
         store.read(L.RECOUNT_FILE), store.read(RETRIED_FILE), store.read(FINISHED_FILE))
     recount = (0, 0)
     try:
