@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from .. import format as F
 from ..snapshot import JobRow
+from .rowkey import cursor_row_key
 
 # (key, label, width): None = sized from the rows. The first five always (they fit 80
 # columns); the others as the width allows.
@@ -66,12 +67,7 @@ class JobsTable(DataTable):
 
     @property
     def highlighted(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no row under the cursor
-            return None
+        return cursor_row_key(self)
 
     def on_resize(self) -> None:
         self.show(self.jobs, self.current, force=True)

@@ -15,6 +15,7 @@ from .. import format as F
 from ..nodeview import View
 from ..snapshot import UP, NodeRow
 from .quiet import set_text
+from .rowkey import cursor_row_key
 
 # (key, label, width): None = sized from the rows when they are added. In priority order: the
 # first six always; the others while they fit. Fixed widths let a refresh update cells
@@ -92,12 +93,7 @@ class NodeTable(DataTable):
     # ---- what is shown ------------------------------------------------------------------------
     @property
     def selected(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except Exception:  # noqa: BLE001 - no row under the cursor
-            return None
+        return cursor_row_key(self)
 
     def on_resize(self) -> None:
         self.rebuild()
