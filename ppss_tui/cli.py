@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 
 import humanize
 
+from worker import installed_version
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, PpssError, UsageError
 from worker.jobops import init_job, resume_halted, split_items
 from worker.jobsroot import mark_active
@@ -29,14 +29,6 @@ from . import check, demo, deploy, rootcmds
 from .clusterfile import Cluster, load_cluster
 from .context import ENV_VAR, cluster_path, effective_cluster, no_cluster_message, require_known_hosts
 from .nodesel import set_nodes_state
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("ppss")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree without installing
-        from worker import __version__
-        return __version__
 
 
 def _ssh_options(p: argparse.ArgumentParser) -> None:
@@ -121,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ppss-console", description=__doc__.split("\n")[0],
                                 epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     p.add_argument("--cluster", "-c", default=None,
                    help=f"cluster file (default ./ppss.yaml, then ${ENV_VAR})")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")

@@ -5,3 +5,13 @@ asyncssh and PyYAML (tests/test_import_contract.py proves it).
 """
 
 __version__ = "0.1.0"
+
+
+def installed_version() -> str:
+    """The installed distribution's version (what --version prints); ``__version__`` when run
+    from a source tree that is not installed."""
+    import importlib.metadata
+    try:
+        return importlib.metadata.version("ppss")
+    except importlib.metadata.PackageNotFoundError:
+        return __version__

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import os
 import sys
 
+from . import installed_version
 from .address import parse_address
 from .engine import Worker, default_node_name, valid_node_name
 from .errors import EXIT_INTERRUPTED, JobError, PpssError, UsageError
@@ -25,14 +25,6 @@ from .jobstatus import read_spec
 from .serve import Server
 from .store import open_store
 from .transfer import CopyTransfer, default_work_root
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("ppss")
-    except importlib.metadata.PackageNotFoundError:  # a source tree, not installed
-        from . import __version__
-        return __version__
 
 
 class EventPrinter:
@@ -57,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ppss-worker", description="Process the items of a ppss job on this node.",
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     p.add_argument("master", help="the job (or a jobs root: a directory of jobs, served until stopped): "
                    "ssh://[user@]host[:port]/path, or a local path")
     p.add_argument("--slots", "-s", type=int, default=os.cpu_count() or 1,

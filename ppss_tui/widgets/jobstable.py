@@ -12,14 +12,13 @@ from textual.widgets import DataTable
 
 from .. import format as F
 from ..snapshot import JobRow
-from .rowkey import cursor_row_key
+from .tables import cursor_row_key, fit_columns
 
 # (key, label, width): None = sized from the rows. The first five always (they fit 80
 # columns); the others as the width allows.
 COLUMNS = (("name", "Job", None), ("state", "State", 8), ("progress", "Progress", None),
            ("rate", "Rate", 7), ("eta", "ETA", 11), ("failed", "Failed", 6), ("prio", "Prio", 4))
 ALWAYS = 5
-CELL_PAD = 2
 NAME_WIDTH = 18
 
 
@@ -47,14 +46,7 @@ def job_cells(row: JobRow, selected: bool) -> dict[str, Text]:
 def job_columns(width: int, rows: list[JobRow]) -> tuple[str, ...]:
     auto = {"name": max([5, *(min(NAME_WIDTH, len(r.name)) + 2 for r in rows)]),
             "progress": max([8, *(len(progress(r)) for r in rows)])}
-    keys, used = [], 2
-    for n, (key, _, w) in enumerate(COLUMNS):
-        cost = (w if w is not None else auto[key]) + CELL_PAD
-        if n >= ALWAYS and used + cost > width:
-            break
-        keys.append(key)
-        used += cost
-    return tuple(keys)
+    return fit_columns(COLUMNS, width, ALWAYS, 2, auto.__getitem__)
 
 
 class JobsTable(DataTable):

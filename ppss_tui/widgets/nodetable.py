@@ -15,7 +15,7 @@ from .. import format as F
 from ..nodeview import View
 from ..snapshot import UP, NodeRow
 from .quiet import set_text
-from .rowkey import cursor_row_key
+from .tables import cursor_row_key, fit_columns
 
 # (key, label, width): None = sized from the rows when they are added. In priority order: the
 # first six always; the others while they fit. Fixed widths let a refresh update cells
@@ -26,7 +26,6 @@ COLUMNS = (("name", "Node", None), ("state", "State", 9), ("slots", "Slots", 8),
            ("current", "Current item", 26), ("host", "Host", None))
 ALWAYS = 6
 ROWS_PER_PAINT = 10   # changed rows on screen repainted per frame: keys are answered between frames
-CELL_PAD = 2          # DataTable's cell_padding on both sides
 SCROLLBAR = 2
 
 
@@ -52,15 +51,7 @@ def row_cells(row: NodeRow) -> dict[str, object]:
 
 def columns_for(width: int, name_width: int, host_width: int) -> tuple[str, ...]:
     """The column keys that fit ``width`` cells, by priority (the first ALWAYS whatever the width)."""
-    keys: list[str] = []
-    used = SCROLLBAR
-    for n, (key, _, w) in enumerate(COLUMNS):
-        cost = (w if w is not None else (name_width if key == "name" else host_width)) + CELL_PAD
-        if n >= ALWAYS and used + cost > width:
-            break
-        keys.append(key)
-        used += cost
-    return tuple(keys)
+    return fit_columns(COLUMNS, width, ALWAYS, SCROLLBAR, lambda key: name_width if key == "name" else host_width)
 
 
 class NodeTable(DataTable):

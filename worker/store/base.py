@@ -10,6 +10,7 @@ Atomic primitives the protocol rests on:
 
 from __future__ import annotations
 
+import asyncio
 import posixpath
 import secrets
 import time
@@ -84,9 +85,12 @@ class Store(ABC):
             await self.write(tmp, data)
             await self.replace(tmp, rel)
         except BaseException:
+            # Shielded: a worker ending on this error cancels its tasks, and a cancelled
+            # cleanup would leave the temporary file behind.
+            cleanup = asyncio.ensure_future(self.remove(tmp))
             try:
-                await self.remove(tmp)
-            except Exception:  # noqa: BLE001  (the first error is the one to tell)
+                await asyncio.shield(cleanup)
+            except BaseException:  # noqa: BLE001  (the first error is the one to tell)
                 pass
             raise
 
