@@ -313,6 +313,23 @@ async def test_a_full_disk_on_the_master_stops_the_worker_and_a_restart_finishes
     assert_exactly_once(job, items, recount=False)
 
 
+async def test_the_final_status_is_written_on_a_master_that_stays_full(tmp_path) -> None:
+    """Every new file fails from the 4th write on (another worker keeps the disk full): the
+    final status goes over the node's old status file in place and says `error` and why."""
+    items = items_n(5)
+    root, store, spec = await make_job(tmp_path, items, command='echo "$ITEM"')
+    node = Node(root, spec, "a", slots=1)
+    faulty = FaultyStore(node.store, [Fault("nospace", at=4, op="write", count=0)])
+    node.worker = Worker(faulty, spec, "a", 1, log=node.lines.append, job_path=root, clock=node.clock)
+    node.start()
+    with pytest.raises(StoreError, match="no space left on the master"):
+        await node.result()
+    status = final_status(root, "a")
+    assert status.state == "error" and "no space left on the master" in status.error, status
+    assert not any("final status not written" in line for line in node.lines), node.lines
+    no_partial_files(root)
+
+
 async def test_a_failed_record_that_cannot_be_written_is_not_written_off(tmp_path) -> None:
     """ENOSPC staging a failed record: the item is given back, not failed for good; once there
     is room it runs again and its failed record is whole (its exit status, not None)."""

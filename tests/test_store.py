@@ -41,6 +41,18 @@ async def test_local_store_reports_what_and_where(store, tmp_path) -> None:
     assert await store.rename("d", "e") and not await store.rename("d", "f")
 
 
+async def check_overwrite(store) -> None:
+    """In place over an existing file, the rest cut off; a missing file is said, not made."""
+    await store.write("f", b"a long old content\n")
+    assert await store.overwrite("f", b"short") and await store.read("f") == b"short"
+    assert await store.overwrite("f", b"longer than short") and await store.read("f") == b"longer than short"
+    assert not await store.overwrite("absent", b"x") and await store.read("absent") is None
+
+
+async def test_local_store_overwrites_in_place(store) -> None:
+    await check_overwrite(store)
+
+
 async def test_store_is_an_async_context_manager(store) -> None:
     async with store as s:
         await s.append("log", b"a")
@@ -121,3 +133,4 @@ async def test_sftp_store_coalesces_requests_against_a_real_sshd(ssh_cluster, tm
         assert await store.read("f") == b"x" * 100_000
         with pytest.raises(StoreError, match=r"/missing/f: No such file"):
             await store.write("missing/f", b"")
+        await check_overwrite(store)

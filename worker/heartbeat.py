@@ -86,7 +86,8 @@ class Heartbeat:
 
     async def write_final(self) -> None:
         """The status a worker leaves when it stops on an error (state ``error``, the reason).
-        A full master has no room for a new file: our old status file makes that room."""
+        A full master has no room for a new file (and what one frees, another worker takes):
+        the status is written over our old status file, in place."""
         st = self.st
         try:
             await self.write()
@@ -96,8 +97,11 @@ class Heartbeat:
                 st.log(f"final status not written: {exc}")
                 return
         try:
-            await st.store.remove(L.status_path(st.node))
-            await self.write()
+            status = self.status()
+            if await st.store.overwrite(L.status_path(st.node), status.to_json()):
+                self.last_said = replace(status, updated=0.0)
+            else:
+                await self.write()  # no old status file (none was ever written)
         except PpssError as exc:
             st.log(f"final status not written: {exc}")
 

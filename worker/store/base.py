@@ -136,6 +136,11 @@ class Store(ABC):
     @abstractmethod
     async def append(self, rel: str, data: bytes, mode: int | None = None) -> None: ...
     @abstractmethod
+    async def overwrite(self, rel: str, data: bytes) -> bool:
+        """Write ``data`` over an existing file in place, cutting what is left (False: no such
+        file). Not atomic; it needs no new room when ``data`` fits the file's blocks, so it is
+        the last resort on a full master."""
+    @abstractmethod
     async def scandir(self, rel: str) -> list[Entry] | None: ...
     @abstractmethod
     async def stat(self, rel: str) -> Entry | None: ...

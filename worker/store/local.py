@@ -96,6 +96,19 @@ class LocalStore(Store):
             with open(await self._create(rel, os.O_TRUNC, mode), "wb") as fh:
                 fh.write(data)
 
+    async def overwrite(self, rel: str, data: bytes) -> bool:
+        with mapped_errors(self.where(rel)):
+            try:
+                fd = os.open(self.path(rel), os.O_WRONLY)
+            except FileNotFoundError:
+                return False
+            try:
+                os.pwrite(fd, data, 0)
+                os.ftruncate(fd, len(data))
+            finally:
+                os.close(fd)
+            return True
+
     async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
         with mapped_errors(self.where(rel)):
             fd = self._append_fds.get(rel)

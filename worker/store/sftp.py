@@ -311,6 +311,17 @@ class SftpStore(Store):
         attrs = await self._file_attrs(mode)
         await self._call(rel, lambda sftp: quick_write(sftp, self.path(rel), data, attrs))
 
+    async def overwrite(self, rel: str, data: bytes) -> bool:
+        async def op(sftp):
+            try:
+                async with sftp.open(self.path(rel), "r+b") as fh:
+                    await fh.write(data, 0)
+                    await fh.truncate(len(data))
+            except asyncssh.SFTPNoSuchFile:
+                return False
+            return True
+        return await self._call(rel, op)
+
     async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
         attrs = await self._file_attrs(mode)
 
