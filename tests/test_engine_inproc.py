@@ -438,3 +438,40 @@ async def test_a_job_log_line_torn_by_a_crash_stays_apart(tmp_path) -> None:
     lines = path.read_bytes().split(b"\n")
     assert lines[0] == b'{"event": "done", "id": "12' and [json.loads(x)["id"] for x in lines[1:3]] == ["x", "y"]
     assert lines[3] == b""
+
+
+async def _quiet_setup(tmp_path, b_state: str):
+    import time as _time
+    from worker.joblogfix import others_quiet
+    store = LocalStore(str(tmp_path))
+    await store.makedirs(L.NODES_DIR)
+    await store.write(L.status_path("a"), NodeStatus("a", "finished").to_json())
+    await store.write(L.status_path("b"), NodeStatus("b", b_state, draining=True).to_json())
+    clock = {"skew": 0.0}
+    task = asyncio.create_task(others_quiet(store, "a", lambda: _time.time() + clock["skew"]))
+    await asyncio.sleep(0.25)
+    return store, clock, task
+
+
+async def test_the_first_node_to_end_leaves_the_job_log_check_to_a_later_one(tmp_path) -> None:
+    """Node a ended while b was still working: once b's final status appears (b wrote it after
+    a's, so b reads a's and does the check), a stops waiting at once and does not check."""
+    store, _, task = await _quiet_setup(tmp_path, "running")
+    assert not task.done()  # b still working: a waits (it may be the last if b crashed)
+    await store.write(L.status_path("b"), NodeStatus("b", "finished").to_json())
+    assert await asyncio.wait_for(task, 1.0) is None
+
+
+async def test_the_last_node_waits_for_a_silent_one_then_checks(tmp_path) -> None:
+    """b's status says working but b crashed: once b is silent for three heartbeats, a (the
+    last to end) goes on to restore what b's crash lost."""
+    store, clock, task = await _quiet_setup(tmp_path, "running")
+    assert not task.done()
+    clock["skew"] = 10.0  # b has been silent for 10 s
+    others = await asyncio.wait_for(task, 2.0)
+    assert others is not None and [n.name for n in others] == ["b"]
+
+
+async def test_a_node_ending_after_all_others_checks_at_once(tmp_path) -> None:
+    _, _, task = await _quiet_setup(tmp_path, "finished")
+    assert task.done() and [n.name for n in task.result()] == ["b"]

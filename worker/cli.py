@@ -21,7 +21,7 @@ from .address import parse_address
 from .engine import Worker, default_node_name, valid_node_name
 from .errors import EXIT_INTERRUPTED, JobError, PpssError, UsageError
 from . import layout as L
-from .jobstatus import read_spec
+from .jobspec import JobSpec
 from .serve import Server
 from .store import open_store
 from .transfer import CopyTransfer, default_work_root
@@ -75,13 +75,20 @@ async def run(args: argparse.Namespace) -> int:
     store = await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4)
     files = None
     try:
-        if not await store.exists(L.JOB_FILE):
+        # The job file and the job's real path in one round trip.
+        data, job_path = await asyncio.gather(
+            store.read(L.JOB_FILE), store.realpath(address.path) if not address.is_local else _same(address.path),
+            return_exceptions=True)
+        if isinstance(data, BaseException):
+            raise data
+        if data is None:
             if not await store.exists(""):
                 raise JobError(f"{store.where('')}: no such directory: not a ppss job (no {L.JOB_FILE}) "
                                "nor a jobs root; create one with ppss-console init")
             return await serve_root(store, address, node, args, log, event)
-        spec = await read_spec(store)
-        job_path = address.path if address.is_local else await store.realpath(address.path)
+        if isinstance(job_path, BaseException):
+            raise job_path
+        spec = JobSpec.from_yaml(data, store.where(L.JOB_FILE))
         transfer, files = await make_transfer(store, spec, job_path, args, event,
                                               args.work_dir or default_work_root(address.display()))
         worker = Worker(store, spec, node, args.slots, log=log, job_path=job_path, transfer=transfer)
@@ -90,6 +97,10 @@ async def run(args: argparse.Namespace) -> int:
         if files is not None and files is not store:
             await files.close()
         await store.close()
+
+
+async def _same(path: str) -> str:
+    return path
 
 
 async def make_transfer(store, spec, job_path: str, args, event, work_root: str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable
 
 from . import layout as L
@@ -21,6 +22,9 @@ class ControlWatch:
     async def poll(self) -> bool:
         """Reread control.yaml if it changed; True if the node's effective state or slots did."""
         st = self.st
+        if self.stamp is None:  # the first poll reads it anyway: stat and read in one round trip
+            entry, data = await asyncio.gather(st.store.stat(L.CONTROL_FILE), st.store.read(L.CONTROL_FILE))
+            return self.take(data, (entry.mtime, entry.size) if entry else None)
         entry = await st.store.stat(L.CONTROL_FILE)
         stamp = (entry.mtime, entry.size) if entry else None
         # SFTP v3 mtimes are whole seconds: a same-size edit within the same second keeps the
@@ -28,7 +32,11 @@ class ControlWatch:
         # our previous read) is read again whatever its stamp.
         if stamp == self.stamp and not (entry and self.master_now() - entry.mtime < RECENT):
             return False
-        data = await st.store.read(L.CONTROL_FILE)
+        return self.take(await st.store.read(L.CONTROL_FILE), stamp)
+
+    def take(self, data: bytes | None, stamp: tuple | None) -> bool:
+        """Apply control.yaml as read (its stamp: mtime, size); True if our state or slots changed."""
+        st = self.st
         try:
             control = parse_control(data or b"", st.store.where(L.CONTROL_FILE))
         except ControlError as exc:

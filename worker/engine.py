@@ -179,7 +179,8 @@ class Worker:
         await self.heartbeat.write()
         if st.finished and not st.spec.watch:
             try:
-                restored = await restore_joblog(st.store, st.spec, st.node, self.joblog)
+                restored = await restore_joblog(st.store, st.spec, st.node, self.joblog,
+                                                self.heartbeat.master_now)
                 if restored:
                     st.log(f"job log: {restored} lines lost to a crash restored from the records")
             except StoreError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from typing import Callable
 
 from . import layout as L
 from .jobspec import JobSpec
@@ -23,6 +24,7 @@ from .store import Store
 
 SUSPECT = f"{L.TMP_DIR}/joblog-suspect"
 GONE_AFTER = 3.0  # a node silent this long (three heartbeats) writes no more lines
+QUIET_POLL = 0.1  # how often the first nodes to end look for the others' final status
 FINAL_EVENTS = ("done", "failed")
 
 
@@ -35,19 +37,35 @@ async def note_unclean(store: Store) -> None:
     await store.mkdir(SUSPECT)
 
 
-async def others_quiet(store: Store, node: str) -> list[NodeStatus] | None:
-    """The other nodes once none is still working (None if one is: the last to end restores)."""
-    for _ in range(int(GONE_AFTER) + 2):
-        others = [n for n in await read_nodes(store) if n.name != node]
-        if all(clean_end(n) or n.state == "error" or (n.last_seen_s or 0) > GONE_AFTER for n in others):
+async def others_quiet(store: Store, node: str, now: Callable[[], float] | None = None) -> list[NodeStatus] | None:
+    """The other nodes once none is still working, or None when another node ended after us: it
+    read our final status after writing its own, so it waits for the rest and restores. (Of two
+    nodes ending together, at least one reads the other's final status: the later one.)"""
+    working: set[str] = set()
+    waited = 0.0
+    while True:
+        others = [n for n in await read_nodes(store, now() if now else None) if n.name != node]
+        if any(n.name in working and clean_end(n) for n in others):
+            return None
+        if all(quiet(n) for n in others):
             return others
-        await asyncio.sleep(1.0)
-    return None
+        if waited >= GONE_AFTER + 2:
+            return None
+        working = {n.name for n in others if not quiet(n)}
+        pause = QUIET_POLL if waited < 1.0 else 1.0
+        await asyncio.sleep(pause)
+        waited += pause
 
 
-async def restore_joblog(store: Store, spec: JobSpec, node: str, joblog: JobLog) -> int:
+def quiet(status: NodeStatus) -> bool:
+    """Writes no more job-log lines: ended, in error, or silent for three heartbeats."""
+    return clean_end(status) or status.state == "error" or (status.last_seen_s or 0) > GONE_AFTER
+
+
+async def restore_joblog(store: Store, spec: JobSpec, node: str, joblog: JobLog,
+                         now: Callable[[], float] | None = None) -> int:
     """At the end of the job: restore missing job-log lines if a crash may have lost some."""
-    others = await others_quiet(store, node)
+    others = await others_quiet(store, node, now)
     if others is None:
         return 0
     if not any(not clean_end(n) for n in others):
