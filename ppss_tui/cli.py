@@ -56,7 +56,7 @@ def init_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--retries", type=int, default=0, help="extra attempts for a failing item (default 0)")
     s.add_argument("--lease", type=float, default=60.0,
                    help="seconds a silent node keeps its claims (default 60)")
-    s.add_argument("--timeout", type=float, help="seconds an item may run; then ended and failed (retried)")
+    s.add_argument("--timeout", type=float, help="seconds an item may run (time suspended does not count); then ended and failed (retried)")
     s.add_argument("--transfer", choices=("shared", "copy"), default="shared",
                    help="shared: ITEM is the path on the master (a shared mount); copy: fetched over SFTP")
     s.add_argument("--output-dir", help="with --transfer copy: where $OUTPUT_DIR is uploaded on the master")

@@ -103,6 +103,34 @@ def test_timeout_ends_a_tree_that_ignores_sigterm(monkeypatch) -> None:
         _kill_markers(f"sleep {m}", f"sleep {m + 1}")
 
 
+def test_suspended_time_does_not_count_toward_the_timeout() -> None:
+    """--timeout is running time: an item suspended (control: suspend) past its timeout is not
+    ended for it; it goes on when resumed, with the time it had left."""
+    async def run() -> tuple:
+        proc = ItemProcess('sleep 0.6; : "$ITEM"', _env(), timeout=1.0)
+        task = asyncio.ensure_future(proc.run())
+        await asyncio.sleep(0.3)
+        proc.suspend()
+        await asyncio.sleep(1.2)  # past the timeout while suspended
+        proc.resume()
+        return await task, proc
+    res, proc = asyncio.run(run())
+    assert not res.timed_out and res.exit_code == 0, res
+    # and it still counts the running time: a never-ending item resumed times out
+    async def endless() -> object:
+        proc = ItemProcess('sleep 30; : "$ITEM"', _env(), timeout=0.6)
+        task = asyncio.ensure_future(proc.run())
+        await asyncio.sleep(0.2)
+        proc.suspend()
+        await asyncio.sleep(0.8)
+        proc.resume()
+        t0 = time.monotonic()
+        res = await task
+        return res, time.monotonic() - t0
+    res, after = asyncio.run(endless())
+    assert res.timed_out and 0.2 <= after < 5, (res, after)
+
+
 def test_timeout_in_job_yaml() -> None:
     spec = JobSpec("true", 1, 1, 10, "file", "-", timeout=2.5)
     assert JobSpec.from_yaml(spec.to_yaml(), "job.yaml").timeout == 2.5

@@ -71,6 +71,7 @@ class ItemProcess:
         self.kill_at: float | None = None  # when what is left of the tree gets SIGKILL
         self.killed: dict[int, str] = {}  # leftovers ended after the shell exited
         self._timer: asyncio.TimerHandle | None = None
+        self._left: float | None = None  # running time left before the timeout (None: no timeout)
         self._ender: asyncio.Task | None = None
         key = TAG_KEY if not env or isinstance(next(iter(env)), bytes) else proctree.TAG_VAR
         self.env[key] = self.tag.encode() if isinstance(key, bytes) else self.tag
@@ -78,8 +79,8 @@ class ItemProcess:
     async def run(self) -> Result:
         started = time.time()
         t0 = time.monotonic()
-        if self.timeout:
-            self._timer = asyncio.get_running_loop().call_later(self.timeout, self._time_out)
+        self._left = self.timeout
+        self._arm()
         try:
             if FAST_SPAWN:
                 code, output, dropped = await self._run_spawn()
@@ -100,8 +101,14 @@ class ItemProcess:
                       f"{', '.join(leftovers)}\n").encode()
         return Result(code, output + notes, started, time.monotonic() - t0, dropped, self.reason, leftovers)
 
+    def _arm(self) -> None:
+        """Start (or, after a suspension, go on with) the timeout: only running time counts."""
+        if self._left is not None and self._timer is None and self.returncode is None:
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, self._left), self._time_out)
+
     def _stop_timer(self) -> None:
         if self._timer:
+            self._left = self._timer.when() - asyncio.get_running_loop().time()
             self._timer.cancel()
             self._timer = None
 
@@ -192,11 +199,13 @@ class ItemProcess:
         if not self.suspended:
             self.signal(signal.SIGSTOP)
             self.suspended = True
+            self._stop_timer()  # a suspended item is not running: its timeout waits too
 
     def resume(self) -> None:
         if self.suspended:
             self.signal(signal.SIGCONT)
             self.suspended = False
+            self._arm()
 
     async def terminate(self) -> None:
         """SIGTERM the item's whole tree, SIGKILL what is left of it after a grace period."""
