@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 
@@ -72,9 +73,9 @@ async def run(args: argparse.Namespace) -> int:
     log = (lambda text: None) if args.quiet else None
     event = EventPrinter(node)
 
-    store = await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4)
-    files = None
-    try:
+    async with contextlib.AsyncExitStack() as stores:
+        store = await stores.enter_async_context(
+            await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4))
         # The job file and the job's real path in one round trip.
         data, job_path = await asyncio.gather(
             store.read(L.JOB_FILE), store.realpath(address.path) if not address.is_local else _same(address.path),
@@ -91,12 +92,10 @@ async def run(args: argparse.Namespace) -> int:
         spec = JobSpec.from_yaml(data, store.where(L.JOB_FILE))
         transfer, files = await make_transfer(store, spec, job_path, args, event,
                                               args.work_dir or default_work_root(address.display()))
+        if files is not None and files is not store:
+            stores.push_async_callback(files.close)
         worker = Worker(store, spec, node, args.slots, log=log, job_path=job_path, transfer=transfer)
         return await worker.run()
-    finally:
-        if files is not None and files is not store:
-            await files.close()
-        await store.close()
 
 
 async def _same(path: str) -> str:
