@@ -444,7 +444,7 @@ async def _quiet_setup(tmp_path, b_state: str):
     import time as _time
     from worker.joblogfix import others_quiet
     store = LocalStore(str(tmp_path))
-    await store.makedirs(L.NODES_DIR)
+    await store.mkdir(L.NODES_DIR)
     await store.write(L.status_path("a"), NodeStatus("a", "finished").to_json())
     await store.write(L.status_path("b"), NodeStatus("b", b_state, draining=True).to_json())
     clock = {"skew": 0.0}

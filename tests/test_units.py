@@ -445,3 +445,32 @@ async def test_retry_entry_being_written_is_not_taken(tmp_path) -> None:
     (tmp_path / L.RETRY_DIR / lock).write_bytes(item)
     (cand,) = await sweeper.retry_candidates(10, force=True)
     assert (cand.lock, cand.item, cand.from_retry) == (lock, item, True)
+
+
+def test_importing_worker_runs_no_subprocess_for_asyncssh() -> None:
+    """asyncssh's library lookups (find_library: ldconfig, gcc, ld) are replaced while it is imported
+    (worker/libsearch.py): importing the worker starts no process, and find_library is restored."""
+    import subprocess
+    import sys
+    code = ("import subprocess, ctypes.util\n"
+            "real = ctypes.util.find_library\n"
+            "started = []\n"
+            "orig = subprocess.Popen.__init__\n"
+            "def spy(self, *a, **k):\n"
+            "    started.append(a[0] if a else k.get('args'))\n"
+            "    orig(self, *a, **k)\n"
+            "subprocess.Popen.__init__ = spy\n"
+            "import worker.cli, asyncssh.crypto.pq\n"
+            "assert ctypes.util.find_library is real\n"
+            "print(started)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_the_liboqs_probe_finds_it_where_the_linker_would(tmp_path, monkeypatch) -> None:
+    from worker.libsearch import find_lib
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"/nonexistent:{tmp_path}")
+    assert find_lib("oqs-not-there-xyz") is None
+    (tmp_path / "liboqs-fake.so.5").write_bytes(b"")
+    assert find_lib("oqs-fake") == str(tmp_path / "liboqs-fake.so.5")
+    assert find_lib("liboqs-fake") == str(tmp_path / "liboqs-fake.so.5")

@@ -6,6 +6,10 @@ asyncssh and PyYAML (tests/test_import_contract.py proves it).
 
 __version__ = "0.1.0"
 
+from .libsearch import import_asyncssh as _import_asyncssh  # noqa: E402
+
+_import_asyncssh()  # before anything imports it the slow way (see libsearch)
+
 
 def installed_version() -> str:
     """The installed distribution's version (what --version prints); ``__version__`` when run

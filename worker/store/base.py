@@ -103,11 +103,6 @@ class Store(ABC):
             await self.mkdir(prefix + "/".join(parts[:i]), mode=0o777)
         await self.mkdir(prefix + "/".join(parts), mode=PRIVATE_MODES[0])
 
-    async def makedirs(self, rel: str) -> None:
-        parts = [p for p in rel.split("/") if p]
-        for i in range(1, len(parts) + 1):
-            await self.mkdir("/".join(parts[:i]))
-
     async def now(self) -> float:
         """The master's clock: the modification time of a file written now."""
         rel = f"tmp/clock-{secrets.token_hex(4)}"
