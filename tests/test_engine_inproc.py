@@ -70,6 +70,27 @@ async def test_two_workers_end_the_job_together(tmp_path) -> None:
     for node in (a, b):
         status = NodeStatus.from_json((tmp_path / "job" / L.status_path(node.worker.st.node)).read_bytes())
         assert status.state == "finished" and status.draining
+    # the node that found the end said so for the other one (and the console)
+    mark = json.loads((tmp_path / "job" / "finished.json").read_bytes())
+    assert mark["done"] == len(items) and mark["failed"] == 0 and mark["at"] > 0
+
+
+async def test_a_draining_node_ends_on_finished_json_without_reading_every_node(tmp_path) -> None:
+    """Between its full checks (every END_FULL_CHECK s of its clock) a draining node reads only
+    finished.json: O(1) requests per look, so a fleet's tail is O(N) on the master. When
+    another node writes it, this one ends with the job's failed count it says."""
+    items = items_n(4)
+    root, store, spec = await make_job(tmp_path, items, lease=30.0)
+    clock = FakeClock()
+    await ghost_holding(store, spec, items[:1], clock)  # live (its clock does not move): busy
+    node = Node(root, spec, "a", clock=clock).start()
+    await until(lambda: node.worker.st.counters.done == 3 and node.worker.st.draining, "the free items")
+    end = node.worker.end
+    checks = end.last_check
+    await asyncio.sleep(0.5)  # several looks go by: no full check (the clock stands still)
+    assert end.last_check == checks and not node.task.done()
+    (tmp_path / "job" / "finished.json").write_text('{"done": 3, "failed": 1, "at": 1}')
+    assert await node.result(15) == EXIT_ITEMS_FAILED  # (after waiting for the ghost to end: joblogfix)
 
 
 async def test_a_failed_item_ends_the_job_with_status_1(tmp_path) -> None:

@@ -5,6 +5,12 @@ fence succeeded); when they fall short and no other live node is busy, a scan of
 directory (``reconcile.scan``) decides, and the items nobody will finish (held by a lost run,
 orphaned locks, never claimed) are claimed here up to the claim-ahead bound, and the rest is
 offered to every node through the retry queue.
+
+The node whose check finds the job finished writes ``finished.json`` (``{"done", "failed",
+"at"}``). The other draining nodes look for that one small file every END_CHECK and read every
+node's counters themselves only every END_FULL_CHECK, so a fleet's tail costs the master O(N)
+requests, not O(N²). Of two nodes starting to drain together, at least one reads the other's
+final counters (each writes its status, then reads), so the last to drain always finds the end.
 """
 
 from __future__ import annotations
@@ -18,14 +24,17 @@ from typing import Callable
 from . import layout as L
 from .claims import Candidate, Claim, Claims
 from .heartbeat import HEARTBEAT, Heartbeat
-from .jobstatus import FINAL_STATES, RETRIED_FILE, NodeStatus, read_nodes, retried_count
+from .jobstatus import (FINAL_STATES, FINISHED_FILE, RETRIED_FILE, NodeStatus, json_mapping, read_nodes,
+                        retried_count)
 from .leases import Leases
 from .nodestate import NodeState
 from .reconcile import ScanResult, scan
+from .store import StoreError
 
-END_CHECK = 0.2  # how often a worker with nothing left to claim looks at the others' counters,
-END_CHECK_FAST_FOR = 10.0  # during the first seconds of waiting,
-END_CHECK_SLOW = 1.0  # and after that
+END_CHECK = 0.1  # how often a worker with nothing left to claim looks for finished.json,
+END_CHECK_FAST_FOR = 2.0  # during the first seconds of waiting,
+END_CHECK_SLOW = 1.0  # and after that;
+END_FULL_CHECK = 2.0  # how often it reads every node's counters itself (and scans when they fall short)
 END_OFFERS = 1024  # items left behind one end-of-job check offers to the retry queue at most
 CLAIM_BATCH = 64  # retry entries written at once
 
@@ -36,6 +45,9 @@ class EndOfJob:
         self.st, self.claims, self.leases, self.heartbeat = st, claims, leases, heartbeat
         self.target_queue = target_queue
         self.draining_since = 0.0
+        self.last_check = 0.0  # the last full check (every node's counters)
+        self.counts = (0, 0)  # (done, failed) of the job, as the check that found it finished counted
+        self.counted = (-1, -1)  # our own (done, failed) at the last full check
         self.last_scan: ScanResult | None = None
         self.last_recovery = 0.0
         self.last_full_scan = st.clock.monotonic()  # while others are busy: a full check per lease
@@ -52,18 +64,50 @@ class EndOfJob:
             return False
         # Nothing left to claim: finished once every item has a final record.
         if st.running or st.queue or st.commit_tasks():
+            st.draining = False  # (items taken over): drain again after them, with a full check
             await st.wait_kick(HEARTBEAT)
             return False
-        if not st.draining:
-            st.draining = True
-            self.draining_since = clock.monotonic()
+        mine = (st.counters.done, st.counters.failed)
+        full = clock.monotonic() - self.last_check >= END_FULL_CHECK
+        if not st.draining or mine != self.counted:  # (items taken back since the last check)
+            if not st.draining:
+                st.draining, self.draining_since = True, clock.monotonic()
             await self.heartbeat.write()  # our final counters, for the others' end check
-        if await self.check():
+            full, self.counted = True, mine
+        if full:
+            self.last_check = clock.monotonic()
+            if await self.check():
+                await self.mark_finished()
+                return True
+        elif await self.found_finished():
             return True
         # Look often while the others are finishing their last items, then less.
         waited = clock.monotonic() - self.draining_since
         await asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW)
         return False
+
+    async def found_finished(self) -> bool:
+        """Has another node found the job finished (finished.json)? Its counts become ours."""
+        mark = json_mapping(await self.st.store.read(FINISHED_FILE))
+        if mark is None:
+            return False
+        try:
+            self.st.counters.job_failed = max(0, int(mark.get("failed", 0)))
+        except (TypeError, ValueError):
+            return False
+        return True
+
+    async def mark_finished(self) -> None:
+        """Tell the other draining nodes (and the console): finished.json, unless there."""
+        st = self.st
+        if await st.store.exists(FINISHED_FILE):
+            return
+        done, failed = self.counts
+        data = {"done": done, "failed": failed, "at": round(self.heartbeat.master_now(), 3)}
+        try:
+            await st.store.write_atomic(FINISHED_FILE, json.dumps(data).encode())
+        except StoreError as exc:  # the others find the end by their own checks
+            st.log(f"finished.json not written: {exc}")
 
     async def check(self) -> bool:
         """Is every item finished? If not, take what nobody will finish (lost, orphaned, dropped)."""
@@ -79,7 +123,7 @@ class EndOfJob:
                 if os.environ.get("PPSS_DEBUG"):
                     st.log(f"end check: counters {done}+{failed} of {st.spec.total}: "
                            + ", ".join(f"{n.name} {n.done}+{n.failed}" for n in nodes))
-                st.counters.job_failed = failed
+                st.counters.job_failed, self.counts = failed, (done, failed)
                 return True  # the counters add up: no listing needed
         # Others still sweeping or holding items may finish everything: wait for them (a full
         # check per lease at most), unless they too have nothing left to do.
@@ -112,7 +156,7 @@ class EndOfJob:
 
     async def finish(self, result: ScanResult) -> None:
         st = self.st
-        st.counters.job_failed = result.failed
+        st.counters.job_failed, self.counts = result.failed, (result.done, result.failed)
         # The nodes' counters fell short (a node crashed just after a commit): keep the
         # exact figures where `status` finds them.
         await st.store.write_atomic(L.RECOUNT_FILE, json.dumps(
