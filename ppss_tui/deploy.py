@@ -42,13 +42,14 @@ from .clusterfile import Cluster, NodeSpec
 from .nodesel import fold
 from .context import effective_cluster, require_known_hosts
 from .prompt import ask_yes_no
-from .remote import (DEFAULT_DIR, autostart_script, erase_script, install_script, launcher, parse_kv,
-                     probe_script, run_script, start_script)
+from .remote import (DEFAULT_DIR, IMPORT_CHECK_PY, autostart_script, erase_script, install_script, launcher,
+                     parse_kv, probe_script, run_script, start_script)
 from .trust import known_hosts_entry
 from .wheels import MIN_PYTHON, PyTarget, WheelError, WheelSets, target_from_probe, wheel_name_version
 
 EXIT_NODE_FAILED = 6
 MAX_PARALLEL = 64  # nodes worked on at once (each node is its own sshd; --parallel N)
+MASTER_CHECKS = 8  # node->master logins at once: sshd's default MaxStartups 10:30:100 drops the excess
 MIN_FREE_MB = 200  # a venv with pip, cryptography and the wheels takes about 100 MB
 
 OK, UNREACHABLE, FAILED = "ok", "unreachable", "failed"
@@ -313,6 +314,8 @@ def install_outcome(info: dict[str, str], wheelset, install: bool, old: str | No
 
 async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, wheelsets: WheelSets,
                       autostart: bool, allow_root: bool) -> tuple[str, str]:
+    """Install or upgrade the worker on one node; the worker's import is checked here only when
+    the master is local (otherwise by the node -> master check that follows: IMPORT_CHECK_PY)."""
     code, out, err = await run_script(conn, probe_script(dir_spec(node)))
     info = parse_kv(out)
     if "dir" not in info:
@@ -350,7 +353,8 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
     if install:
         force = info.get("venv_ok") == "no" and not recreate
         code, out, err = await run_script(conn, install_script(
-            d, info["python3"], [p.name for p in wheelset.files], recreate, force))
+            d, info["python3"], [p.name for p in wheelset.files], recreate, force,
+            import_check=cluster.master.is_local))
         result = parse_kv(out)
         if result.get("install") != "ok":
             last = (err or out).strip().splitlines()
@@ -375,10 +379,12 @@ async def cmd_deploy(args) -> int:
     cluster = load_for_nodes(args)
     payload = read_payload(cluster)
     wheelsets = WheelSets()
+    master_gate = asyncio.Semaphore(MASTER_CHECKS)
 
     async def action(conn, node):
         word, detail = await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart, args.allow_root)
-        found = await node_master_check(conn, node, cluster, need_job=False)
+        async with master_gate:
+            found = await node_master_check(conn, node, cluster, need_job=False, first=IMPORT_CHECK_PY)
         if found.failures:
             raise NodeFailure(f"{word} ({detail}), but: " + "; ".join(found.failures))
         return word, "; ".join([detail, *found.ok, *found.warnings])

@@ -157,8 +157,9 @@ def script_text(module: str, attr: str) -> str:
             f"    sys.exit({attr}())\n")
 
 
-def extract(zf: zipfile.ZipFile, dist_info: str, root: str, paths: dict[str, str]) -> list[tuple[str, bytes]]:
-    """Write every member (hash-checked against RECORD); [(path, data)] of what was written."""
+def extract(zf: zipfile.ZipFile, dist_info: str, root: str,
+            paths: dict[str, str]) -> list[tuple[str, str, int]]:
+    """Write every member (hash-checked against RECORD); [(path, hash, size)] of what was written."""
     expected = {row[0]: row[1] for row in csv.reader(io.StringIO(zf.read(f"{dist_info}/RECORD").decode()))
                 if len(row) >= 2}
     scripts_dir = dist_info[:-len(".dist-info")] + ".data/scripts/"
@@ -167,17 +168,18 @@ def extract(zf: zipfile.ZipFile, dist_info: str, root: str, paths: dict[str, str
         if info.is_dir() or info.filename == f"{dist_info}/RECORD":
             continue
         data = zf.read(info)
-        want = expected.get(info.filename)
-        if want is None or (want and want != record_hash(data)):
+        want, digest = expected.get(info.filename), record_hash(data)
+        if want is None or (want and want != digest):
             raise InstallError(f"{info.filename}: {'not in RECORD' if want is None else 'hash differs from RECORD'}")
         executable = bool((info.external_attr >> 16) & 0o111)
         if info.filename.startswith(scripts_dir):
             executable = True
             if data.startswith(b"#!python"):
                 data = b"#!" + sys.executable.encode() + data[len(b"#!python"):]
+                digest = record_hash(data)
         path = target_path(info.filename, dist_info, root, paths)
         write_file(path, data, executable)
-        written.append((path, data))
+        written.append((path, digest, len(data)))
     return written
 
 
@@ -202,12 +204,12 @@ def install_wheel(wheel: str, force: bool) -> str:
             path = os.path.join(paths["scripts"], script)
             data = script_text(module, attr).encode()
             write_file(path, data, True)
-            written.append((path, data))
+            written.append((path, record_hash(data), len(data)))
     info_dir = os.path.join(root, dist_info)
     installer = (INSTALLER + "\n").encode()
     write_file(os.path.join(info_dir, "INSTALLER"), installer, False)
-    written.append((os.path.join(info_dir, "INSTALLER"), installer))
-    rows = [(os.path.relpath(p, site), record_hash(d), str(len(d))) for p, d in written]
+    written.append((os.path.join(info_dir, "INSTALLER"), record_hash(installer), len(installer)))
+    rows = [(os.path.relpath(p, site), digest, str(size)) for p, digest, size in written]
     rows.append((os.path.relpath(os.path.join(info_dir, "RECORD"), site), "", ""))
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(rows)
