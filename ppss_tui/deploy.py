@@ -337,7 +337,7 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
         await sftp.makedirs(d, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
         await sftp.chmod(d, 0o700)
         if install:
-            await upload_wheels(sftp, f"{d}/wheels", wheelset.files)
+            await upload_wheels(sftp, f"{d}/wheels", wheelset.uploads())
         if payload.node_key is not None:
             await put_file(sftp, f"{d}/master_key", payload.node_key, 0o600)
         if payload.master_known_hosts is not None:

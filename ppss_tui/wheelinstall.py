@@ -11,6 +11,7 @@ pip does it (the binary distribution format, PyPA spec):
   (``.data/<scheme>/`` members under that scheme's path), never outside the venv;
 * ``console_scripts``/``gui_scripts`` entry points become scripts in the venv's ``bin``, and
   ``#!python`` scripts get the venv's interpreter;
+* the wheel's compiled modules, when the console sent them (``extract_bytecode``);
 * ``INSTALLER`` and a new ``RECORD`` (every file written, with its hash) are written, so
   ``importlib.metadata`` and a later upgrade (or ``pip uninstall``) see it like a pip install.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import importlib.util
 import io
 import os
 import re
@@ -183,6 +185,32 @@ def extract(zf: zipfile.ZipFile, dist_info: str, root: str,
     return written
 
 
+def extract_bytecode(wheel: str, root: str) -> list[tuple[str, str, int]]:
+    """The wheel's compiled modules, when the console sent them for this interpreter
+    (``WHEEL.<cache tag>.pyc.zip``, checked-hash .pyc files: Python recompiles any that do not
+    match its source); only those whose source was installed."""
+    bundle = f"{wheel}.{sys.implementation.cache_tag}.pyc.zip"
+    if not os.path.exists(bundle):
+        return []
+    written = []
+    with zipfile.ZipFile(bundle) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if info.is_dir() or not name.endswith(".pyc") or name.startswith("/") or ".." in name.split("/"):
+                continue
+            path = os.path.join(root, name)
+            try:
+                source = importlib.util.source_from_cache(path)
+            except ValueError:
+                continue
+            if not os.path.exists(source) or not inside(path, root):
+                continue
+            data = zf.read(info)
+            write_file(path, data, False)
+            written.append((path, record_hash(data), len(data)))
+    return written
+
+
 def install_wheel(wheel: str, force: bool) -> str:
     """Install one wheel into this interpreter's environment; the line to print."""
     paths = sysconfig.get_paths()
@@ -199,6 +227,7 @@ def install_wheel(wheel: str, force: bool) -> str:
         purelib = re.search(r"^Root-Is-Purelib:\s*true\s*$", meta, re.M | re.I) is not None
         root = paths["purelib" if purelib else "platlib"]
         written = extract(zf, dist_info, root, paths)
+        written += extract_bytecode(wheel, root)
         entry = f"{dist_info}/entry_points.txt"
         for script, module, attr in entry_scripts(zf.read(entry).decode() if entry in zf.namelist() else ""):
             path = os.path.join(paths["scripts"], script)
