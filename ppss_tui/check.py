@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
+import weakref
 from dataclasses import dataclass
 
 from worker.errors import EXIT_OK, PpssError
@@ -180,11 +181,26 @@ def judge_node_master(info: dict[str, str], cluster: Cluster, need_job: bool) ->
     return f
 
 
+MASTER_CHECKS = 8  # node -> master logins at once: sshd's default MaxStartups 10:30:100 drops the excess
+_gates: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def master_gate() -> asyncio.Semaphore:
+    """The running loop's limit on node -> master checks (deploy and check, 64 nodes at once,
+    would otherwise have the master's sshd drop some of the logins: "Connection lost")."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(MASTER_CHECKS)
+    return gate
+
+
 async def node_master_check(conn, node: NodeSpec, cluster: Cluster, need_job: bool,
                             first: str = "") -> Findings:
     if cluster.master.is_local:
         return Findings(["local master"], [], [])
-    code, out, err = await run_script(conn, node_script(cluster, node, first), timeout=60)
+    async with master_gate():
+        code, out, err = await run_script(conn, node_script(cluster, node, first), timeout=60)
     info = parse_kv(out)
     if not info:
         last = (err or out).strip().splitlines()

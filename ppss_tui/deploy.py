@@ -49,7 +49,6 @@ from .wheels import MIN_PYTHON, PyTarget, WheelError, WheelSets, target_from_pro
 
 EXIT_NODE_FAILED = 6
 MAX_PARALLEL = 64  # nodes worked on at once (each node is its own sshd; --parallel N)
-MASTER_CHECKS = 8  # node->master logins at once: sshd's default MaxStartups 10:30:100 drops the excess
 MIN_FREE_MB = 200  # a venv with pip, cryptography and the wheels takes about 100 MB
 
 OK, UNREACHABLE, FAILED = "ok", "unreachable", "failed"
@@ -379,12 +378,10 @@ async def cmd_deploy(args) -> int:
     cluster = load_for_nodes(args)
     payload = read_payload(cluster)
     wheelsets = WheelSets()
-    master_gate = asyncio.Semaphore(MASTER_CHECKS)
 
     async def action(conn, node):
         word, detail = await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart, args.allow_root)
-        async with master_gate:
-            found = await node_master_check(conn, node, cluster, need_job=False, first=IMPORT_CHECK_PY)
+        found = await node_master_check(conn, node, cluster, need_job=False, first=IMPORT_CHECK_PY)
         if found.failures:
             raise NodeFailure(f"{word} ({detail}), but: " + "; ".join(found.failures))
         return word, "; ".join([detail, *found.ok, *found.warnings])
