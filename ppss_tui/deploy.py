@@ -2,8 +2,9 @@
 
 deploy  For every node of the cluster file, in parallel (64 nodes at a time; --parallel N): probe the
         account (python3, venv module, free disk, uid), ship wheels built/collected on this machine
-        (nodes need no internet), create a venv in the node's deployment directory (``dir:`` in
-        the cluster file, default ``~/.ppss``) and install the worker there; install the
+        (nodes need no internet; with their bytecode when the node runs this Python version),
+        create a venv without pip in the node's deployment directory (``dir:`` in the cluster
+        file, default ``~/.ppss``) and unpack the wheels there (``wheelinstall``); install the
         node->master key (``node_key``) as ``master_key`` (mode 0600 from creation) and the
         master's host key as ``known_hosts``; with ``--autostart`` add an ``@reboot`` crontab
         line. A second run upgrades in place, or reports "up to date". Each node then logs into
@@ -49,7 +50,7 @@ from .wheels import MIN_PYTHON, PyTarget, WheelError, WheelSets, target_from_pro
 
 EXIT_NODE_FAILED = 6
 MAX_PARALLEL = 64  # nodes worked on at once (each node is its own sshd; --parallel N)
-MIN_FREE_MB = 200  # a venv with pip, cryptography and the wheels takes about 100 MB
+MIN_FREE_MB = 200  # the venv (no pip), the wheels and their bytecode take about 40 MB
 
 OK, UNREACHABLE, FAILED = "ok", "unreachable", "failed"
 
