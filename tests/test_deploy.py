@@ -297,6 +297,17 @@ def test_deploy_repairs_a_broken_venv(env):
     (pyc,) = (site / "yaml" / "__pycache__").glob("__init__.cpython-3*.pyc")
     assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11
     assert not (site.parent.parent.parent / "bin" / "pip").exists()  # a venv without pip
+    # damaged so that only importing shows it (every file there, with its RECORD size): the node
+    # -> master check's import fails, deploy reinstalls the venv and checks again
+    init = site / "yaml" / "__init__.py"
+    size = init.stat().st_size
+    head = b'raise ImportError("damaged")\n'
+    init.write_bytes(head + b"#" * (size - len(head) - 1) + b"\n")
+    r = console("deploy", "--cluster", str(cfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = lines_by_node(r.stdout)
+    assert lines["na"].startswith("repaired") and lines["nb"].startswith("up to date"), r.stdout
+    assert b"damaged" not in init.read_bytes() and "master login ok" in lines["na"]
 
 
 def test_start_twice_runs_one_worker_per_node(env):
