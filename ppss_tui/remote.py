@@ -134,7 +134,10 @@ OUT=$("$D/venv/bin/python" -c {q(wheelinstall.source())} {'--force ' if force el
 RC=$?
 printf '%s\\n' "$OUT"
 if [ $RC != 0 ]; then
-  case "$OUT" in *error=*) ;; *) printf 'error=wheel install failed (exit %s): %s\\n' $RC "$(printf '%s' "$OUT" | grep -v '^ *$' | tail -n 1)" ;; esac
+  case "$OUT" in
+    *error=*) ;;
+    *) printf 'error=wheel install failed (exit %s): %s\\n' $RC "$(printf '%s' "$OUT" | grep -v '^ *$' | tail -n 1)" ;;
+  esac
   exit 11
 fi
 if [ {int(import_check)} = 1 ]; then
