@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
+import weakref
 from dataclasses import dataclass
 
 from worker.errors import EXIT_OK, PpssError
@@ -107,7 +108,9 @@ asyncio.run(main())
 """
 
 
-def node_script(cluster: Cluster, node: NodeSpec) -> str:
+def node_script(cluster: Cluster, node: NodeSpec, first: str = "") -> str:
+    """The node -> master check run on the node; ``first``: Python run before it in the same
+    interpreter (deploy's import check: one asyncssh import per node, not two)."""
     m = cluster.master
     env = {"PPSS_HOST": m.host or "", "PPSS_PORT": str(m.port or ""), "PPSS_USER": m.user or "",
            "PPSS_PATH": m.path}
@@ -115,7 +118,7 @@ def node_script(cluster: Cluster, node: NodeSpec) -> str:
     return RESOLVE_DIR + f"""
 D=$(ppss_dir {shlex.quote(dir_spec(node))})
 if [ ! -x "$D/venv/bin/python" ]; then printf 'notdeployed=%s\\n' "$D"; exit 0; fi
-PPSS_DIR="$D" {assign} "$D/venv/bin/python" -c {shlex.quote(NODE_PY)} </dev/null 2>&1
+PPSS_DIR="$D" {assign} "$D/venv/bin/python" -c {shlex.quote(first + NODE_PY)} </dev/null 2>&1
 """
 
 
@@ -178,14 +181,32 @@ def judge_node_master(info: dict[str, str], cluster: Cluster, need_job: bool) ->
     return f
 
 
-async def node_master_check(conn, node: NodeSpec, cluster: Cluster, need_job: bool) -> Findings:
+MASTER_CHECKS = 8  # node -> master logins at once: sshd's default MaxStartups 10:30:100 drops the excess
+_gates: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+def master_gate() -> asyncio.Semaphore:
+    """The running loop's limit on node -> master checks (deploy and check, 64 nodes at once,
+    would otherwise have the master's sshd drop some of the logins: "Connection lost")."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(MASTER_CHECKS)
+    return gate
+
+
+async def node_master_check(conn, node: NodeSpec, cluster: Cluster, need_job: bool,
+                            first: str = "") -> Findings:
     if cluster.master.is_local:
         return Findings(["local master"], [], [])
-    code, out, err = await run_script(conn, node_script(cluster, node), timeout=60)
+    async with master_gate():
+        code, out, err = await run_script(conn, node_script(cluster, node, first), timeout=60)
     info = parse_kv(out)
     if not info:
         last = (err or out).strip().splitlines()
         return Findings([], [], [f"node check failed (exit {code}): {last[-1] if last else 'no output'}"])
+    if "error" in info:  # from ``first``
+        return Findings([], [], [info["error"]])
     return judge_node_master(info, cluster, need_job)
 
 

@@ -2,8 +2,9 @@
 
 deploy  For every node of the cluster file, in parallel (64 nodes at a time; --parallel N): probe the
         account (python3, venv module, free disk, uid), ship wheels built/collected on this machine
-        (nodes need no internet), create a venv in the node's deployment directory (``dir:`` in
-        the cluster file, default ``~/.ppss``) and install the worker there; install the
+        (nodes need no internet; with their bytecode when the node runs this Python version),
+        create a venv without pip in the node's deployment directory (``dir:`` in the cluster
+        file, default ``~/.ppss``) and unpack the wheels there (``wheelinstall``); install the
         node->master key (``node_key``) as ``master_key`` (mode 0600 from creation) and the
         master's host key as ``known_hosts``; with ``--autostart`` add an ``@reboot`` crontab
         line. A second run upgrades in place, or reports "up to date". Each node then logs into
@@ -42,14 +43,14 @@ from .clusterfile import Cluster, NodeSpec
 from .nodesel import fold
 from .context import effective_cluster, require_known_hosts
 from .prompt import ask_yes_no
-from .remote import (DEFAULT_DIR, autostart_script, erase_script, install_script, launcher, parse_kv,
-                     probe_script, run_script, start_script)
+from .remote import (DEFAULT_DIR, IMPORT_CHECK_PY, IMPORT_FAILED, autostart_script, erase_script, install_script,
+                     launcher, parse_kv, probe_script, run_script, start_script)
 from .trust import known_hosts_entry
 from .wheels import MIN_PYTHON, PyTarget, WheelError, WheelSets, target_from_probe, wheel_name_version
 
 EXIT_NODE_FAILED = 6
 MAX_PARALLEL = 64  # nodes worked on at once (each node is its own sshd; --parallel N)
-MIN_FREE_MB = 200  # a venv with pip, cryptography and the wheels takes about 100 MB
+MIN_FREE_MB = 200  # the venv (no pip), the wheels and their bytecode take about 40 MB
 
 OK, UNREACHABLE, FAILED = "ok", "unreachable", "failed"
 
@@ -311,10 +312,34 @@ def install_outcome(info: dict[str, str], wheelset, install: bool, old: str | No
     return "installed", f"ppss {wheelset.ppss_version} in {where}, {len(wheelset.files)} wheels ({mb:.1f} MB)"
 
 
+async def send_files(conn, d: str, node: NodeSpec, payload: Payload, wheelset, wheels: bool) -> None:
+    """The deployment directory (0700) and, over one SFTP session: the wheels (``wheels``),
+    the node key, the master's host key, the launcher and the deploy marker."""
+    async with conn.start_sftp_client() as sftp:
+        await sftp.makedirs(d, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
+        await sftp.chmod(d, 0o700)
+        if wheels:
+            await upload_wheels(sftp, f"{d}/wheels", wheelset.uploads())
+        if payload.node_key is not None:
+            await put_file(sftp, f"{d}/master_key", payload.node_key, 0o600)
+        if payload.master_known_hosts is not None:
+            await put_file(sftp, f"{d}/known_hosts", payload.master_known_hosts.encode(), 0o600)
+        text = launcher(payload.master_url, node.name, node.slots, payload.job_hash,
+                        payload.node_key is not None, payload.master_known_hosts is not None)
+        await put_file(sftp, f"{d}/worker-{payload.job_hash}.sh", text.encode(), 0o700)
+        marker = {"ppss": wheelset.ppss_version, "master": payload.master_url, "node": node.name,
+                  "deployed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        await put_file(sftp, f"{d}/.ppss-deploy", (json.dumps(marker) + "\n").encode(), 0o600)
+
+
 async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, wheelsets: WheelSets,
-                      autostart: bool, allow_root: bool) -> tuple[str, str]:
+                      autostart: bool, allow_root: bool, broken: bool = False) -> tuple[str, str]:
+    """Install or upgrade the worker on one node (``broken``: reinstall every wheel); the worker's
+    import is checked here only when the master is local (else by the node -> master check)."""
     code, out, err = await run_script(conn, probe_script(dir_spec(node)))
     info = parse_kv(out)
+    if broken and info.get("venv_ok"):
+        info["venv_ok"] = "no"
     if "dir" not in info:
         last = (err or out).strip().splitlines()
         raise NodeFailure(f"probe failed (exit {code}): {last[-1] if last else 'no output'}")
@@ -330,27 +355,14 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
     wanted = wheelset.versions()
     install = recreate or needs_install(info, wanted)
 
-    async with conn.start_sftp_client() as sftp:
-        await sftp.makedirs(d, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
-        await sftp.chmod(d, 0o700)
-        if install:
-            await upload_wheels(sftp, f"{d}/wheels", wheelset.files)
-        if payload.node_key is not None:
-            await put_file(sftp, f"{d}/master_key", payload.node_key, 0o600)
-        if payload.master_known_hosts is not None:
-            await put_file(sftp, f"{d}/known_hosts", payload.master_known_hosts.encode(), 0o600)
-        text = launcher(payload.master_url, node.name, node.slots, payload.job_hash,
-                        payload.node_key is not None, payload.master_known_hosts is not None)
-        await put_file(sftp, f"{d}/worker-{payload.job_hash}.sh", text.encode(), 0o700)
-        marker = {"ppss": wheelset.ppss_version, "master": payload.master_url, "node": node.name,
-                  "deployed": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        await put_file(sftp, f"{d}/.ppss-deploy", (json.dumps(marker) + "\n").encode(), 0o600)
+    await send_files(conn, d, node, payload, wheelset, install)
 
     old = dict(p.split("==", 1) for p in info.get("venv_pkgs", "").split() if "==" in p).get("ppss")
     if install:
         force = info.get("venv_ok") == "no" and not recreate
         code, out, err = await run_script(conn, install_script(
-            d, info["python3"], [p.name for p in wheelset.files], recreate, force))
+            d, info["python3"], [p.name for p in wheelset.files], recreate, force,
+            import_check=cluster.master.is_local))
         result = parse_kv(out)
         if result.get("install") != "ok":
             last = (err or out).strip().splitlines()
@@ -378,7 +390,12 @@ async def cmd_deploy(args) -> int:
 
     async def action(conn, node):
         word, detail = await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart, args.allow_root)
-        found = await node_master_check(conn, node, cluster, need_job=False)
+        found = await node_master_check(conn, node, cluster, need_job=False, first=IMPORT_CHECK_PY)
+        if word == "up to date" and any(f.startswith(IMPORT_FAILED) for f in found.failures):
+            # the probe only saw the files; the import says the venv is damaged: reinstall it
+            word, detail = await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart,
+                                             args.allow_root, broken=True)
+            found = await node_master_check(conn, node, cluster, need_job=False, first=IMPORT_CHECK_PY)
         if found.failures:
             raise NodeFailure(f"{word} ({detail}), but: " + "; ".join(found.failures))
         return word, "; ".join([detail, *found.ok, *found.warnings])

@@ -18,6 +18,8 @@ import asyncio
 import base64
 import hashlib
 import importlib.metadata
+import importlib.util
+import marshal
 import os
 import re
 import shutil
@@ -265,10 +267,61 @@ def collect_dependency_wheels(target: PyTarget) -> list[Path]:
                      f"(fill {cache} with 'pip download' on a machine with internet access)")
 
 
+# ---- bytecode for nodes running this machine's Python version ------------------------------
+
+def bytecode_suffix() -> str:
+    """What a wheel's bytecode file adds to the wheel's name (``wheelinstall`` looks for it)."""
+    return f".{sys.implementation.cache_tag}.pyc.zip"
+
+
+def same_python(target: PyTarget) -> bool:
+    here = local_target()
+    return (target.impl, target.version) == (here.impl, here.version) and sys.implementation.cache_tag is not None
+
+
+def hash_pyc(source: bytes, name: str) -> bytes | None:
+    """A checked-hash .pyc (PEP 552) of ``source``: the importing interpreter compares the hash
+    with the installed source and recompiles when they differ, whatever the file times."""
+    try:
+        code = compile(source, name, "exec", dont_inherit=True, optimize=0)
+    except (SyntaxError, ValueError):
+        return None  # a module for another Python version: the node compiles it if it ever imports it
+    flags = (0b11).to_bytes(4, "little")  # hash-based, checked
+    return importlib.util.MAGIC_NUMBER + flags + importlib.util.source_hash(source) + marshal.dumps(code)
+
+
+def build_bytecode(wheel: Path) -> Path:
+    """``<wheel>.<cache tag>.pyc.zip`` next to the wheel's cache: the bytecode of every module the
+    wheel installs at its root, under the paths the installed files will have (compiling them is
+    a quarter of a node's deploy CPU: about 0.25 s)."""
+    dest = cache_root() / "bytecode" / (wheel.name + bytecode_suffix())
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    with zipfile.ZipFile(wheel) as zf, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in zf.namelist():
+            top = name.split("/", 1)[0]
+            if not name.endswith(".py") or top.endswith((".dist-info", ".data")):
+                continue
+            data = hash_pyc(zf.read(name), name)
+            if data is not None:
+                info = zipfile.ZipInfo(importlib.util.cache_from_source(name), ZIP_DATE)
+                info.external_attr = 0o644 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                out.writestr(info, data)
+    os.replace(tmp, dest)
+    return dest
+
+
 @dataclass(frozen=True)
 class WheelSet:
     target: PyTarget
     files: tuple[Path, ...]  # every wheel the node installs, ppss's first
+    bytecode: tuple[Path, ...] = ()  # their compiled modules, when the node runs this Python version
+
+    def uploads(self) -> tuple[Path, ...]:
+        return self.files + self.bytecode
 
     @property
     def ppss(self) -> Path:
@@ -304,4 +357,8 @@ class WheelSets:
         async with self._lock:  # one pip at a time: it is CPU- and network-heavy
             ppss = await asyncio.to_thread(build_node_wheel, cache_root() / "ppss")
             deps = await asyncio.to_thread(collect_dependency_wheels, target)
-        return WheelSet(target, (ppss, *deps))
+            files = (ppss, *deps)
+            bytecode = ()
+            if same_python(target):
+                bytecode = tuple(await asyncio.to_thread(lambda: [build_bytecode(w) for w in files]))
+        return WheelSet(target, files, bytecode)

@@ -282,6 +282,34 @@ def test_second_deploy_is_up_to_date_and_upgrades_in_place(env, monkeypatch):
         assert lines[node].startswith("upgraded") and f"ppss {fake} -> " in lines[node], r.stdout
 
 
+def test_deploy_repairs_a_broken_venv(env):
+    """A node whose venv lost a module (not importable) is reinstalled in place: "repaired"."""
+    cfile = env.base / "job1.yaml"
+    site = next((env.accounts["a"].home / ".ppss" / "venv" / "lib").glob("python3.*/site-packages"))
+    shutil.rmtree(site / "yaml")
+    r = console("deploy", "--cluster", str(cfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = lines_by_node(r.stdout)
+    assert lines["na"].startswith("repaired") and lines["nb"].startswith("up to date"), r.stdout
+    assert (site / "yaml" / "__init__.py").stat().st_uid == env.accounts["a"].uid
+    # the node got the console's bytecode with the wheels (same Python version here): checked-hash
+    # .pyc files (flags 3), which the node's own imports would not have written (time stamps, 0)
+    (pyc,) = (site / "yaml" / "__pycache__").glob("__init__.cpython-3*.pyc")
+    assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b11
+    assert not (site.parent.parent.parent / "bin" / "pip").exists()  # a venv without pip
+    # damaged so that only importing shows it (every file there, with its RECORD size): the node
+    # -> master check's import fails, deploy reinstalls the venv and checks again
+    init = site / "yaml" / "__init__.py"
+    size = init.stat().st_size
+    head = b'raise ImportError("damaged")\n'
+    init.write_bytes(head + b"#" * (size - len(head) - 1) + b"\n")
+    r = console("deploy", "--cluster", str(cfile))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = lines_by_node(r.stdout)
+    assert lines["na"].startswith("repaired") and lines["nb"].startswith("up to date"), r.stdout
+    assert b"damaged" not in init.read_bytes() and "master login ok" in lines["na"]
+
+
 def test_start_twice_runs_one_worker_per_node(env):
     url, cfile = make_job(env, "job2", 'sleep 0.5; echo "$ITEM"', 60)
     r = console("start", "--cluster", str(cfile))
