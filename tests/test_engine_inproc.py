@@ -276,6 +276,22 @@ async def test_two_items_ending_together_do_not_make_a_node_hoard(tmp_path) -> N
     assert claimer.rate_settled() and claimer.target_queue() <= 2 + 2 * 2 + START_AHEAD  # ~16/s: a few
 
 
+async def test_a_fast_node_leaves_the_start_up_bound(tmp_path) -> None:
+    """At 500 items/s the rate's 32-item window spans 64 ms, less than RATE_MIN_SPAN: the rate
+    still settles once the first item ended RATE_MIN_SPAN ago, and the look-ahead grows to the
+    bandwidth-delay product (it stayed at the start-up bound: one round trip per item at 10 ms)."""
+    from worker.claimer import RATE_MIN_SPAN, START_AHEAD
+    root, _, spec = await make_job(tmp_path, items_n(10))
+    clock = FakeClock()
+    claimer = Node(root, spec, "a", slots=2, clock=clock).worker.claimer
+    claimer.latency = 0.025  # claims take 25 ms (a master 10 ms away)
+    for _ in range(int(RATE_MIN_SPAN * 500) + 10):
+        claimer.note_finished()
+        clock.advance(0.002)
+    assert claimer.rate_settled()
+    assert claimer.target_queue() >= 2 + 40 > 2 + 2 * 2 + START_AHEAD  # ~480/s x (0.05 + 2 x 0.025)
+
+
 async def test_control_pause_releases_claims_and_stop_ends_the_worker(tmp_path) -> None:
     items = items_n(40)
     root, store, spec = await make_job(tmp_path, items, command='sleep 0.05; : "$ITEM"')

@@ -48,12 +48,18 @@ class Claimer:
         self.claims = claims
         self.sweeper = sweeper
         self.finished_at: deque[float] = deque(maxlen=32)  # when recent items ended (for the rate)
+        self.finished_count = 0  # items ended on this node
+        self.first_finished = 0.0  # when the first of them ended
         self.latency = 0.0  # how long finding and claiming a batch takes (smoothed), s
         self.missed = False  # the last batch won nothing: look ahead (``candidates``)
         self.spare: list[Candidate] = []  # free candidates found by looking ahead, not yet tried
 
     def note_finished(self) -> None:
-        self.finished_at.append(self.st.clock.monotonic())
+        now = self.st.clock.monotonic()
+        if not self.finished_at:
+            self.first_finished = now
+        self.finished_at.append(now)
+        self.finished_count += 1
 
     def rate(self) -> float:
         """Items/s this node finishes lately (0: not known). Measured up to now, so items that
@@ -75,9 +81,11 @@ class Claimer:
         return max(1, slots) + ahead
 
     def rate_settled(self) -> bool:
-        if len(self.finished_at) < RATE_MIN_ITEMS:
-            return False
-        return self.st.clock.monotonic() - self.finished_at[0] >= RATE_MIN_SPAN
+        """RATE_MIN_ITEMS ended, the first of them RATE_MIN_SPAN ago or more (counted since the
+        first, not within the rate's window: at 64 items/s and more, the 32 items it holds span
+        less than RATE_MIN_SPAN, and the bound held for good: one round trip per item)."""
+        return (self.finished_count >= RATE_MIN_ITEMS
+                and self.st.clock.monotonic() - self.first_finished >= RATE_MIN_SPAN)
 
     def room(self) -> int:
         """How many more items this node may hold now (the claim-ahead bound)."""
