@@ -48,6 +48,7 @@ class EndOfJob:
         self.last_check = 0.0  # the last full check (every node's counters)
         self.counts = (0, 0)  # (done, failed) of the job, as the check that found it finished counted
         self.counted = (-1, -1)  # our own (done, failed) at the last full check
+        self.marking: asyncio.Future | None = None  # writing finished.json
         self.last_scan: ScanResult | None = None
         self.last_recovery = 0.0
         self.last_full_scan = st.clock.monotonic()  # while others are busy: a full check per lease
@@ -77,7 +78,8 @@ class EndOfJob:
         if full:
             self.last_check = clock.monotonic()
             if await self.check():
-                await self.mark_finished()
+                # finished.json goes out while the worker writes its final status (engine.run)
+                self.marking = asyncio.ensure_future(self.mark_finished())
                 return True
         elif await self.found_finished():
             return True
@@ -85,6 +87,11 @@ class EndOfJob:
         waited = clock.monotonic() - self.draining_since
         await asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW)
         return False
+
+    async def marked(self) -> None:
+        """finished.json written (if this node found the end): awaited before the worker ends."""
+        if self.marking is not None:
+            await self.marking
 
     async def found_finished(self) -> bool:
         """Has another node found the job finished (finished.json)? Its counts become ours."""
@@ -98,10 +105,9 @@ class EndOfJob:
         return True
 
     async def mark_finished(self) -> None:
-        """Tell the other draining nodes (and the console): finished.json, unless there."""
+        """Tell the other draining nodes (and the console): finished.json (another node's, if
+        there, has the same counts: replaced)."""
         st = self.st
-        if await st.store.exists(FINISHED_FILE):
-            return
         done, failed = self.counts
         data = {"done": done, "failed": failed, "at": round(self.heartbeat.master_now(), 3)}
         try:
@@ -112,13 +118,14 @@ class EndOfJob:
     async def check(self) -> bool:
         """Is every item finished? If not, take what nobody will finish (lost, orphaned, dropped)."""
         st = self.st
-        nodes = await read_nodes(st.store, self.heartbeat.master_now())
+        nodes, retried = await asyncio.gather(read_nodes(st.store, self.heartbeat.master_now()),
+                                              st.store.read(RETRIED_FILE))  # (one round trip)
         others = [n for n in nodes if n.name != st.node]
         done = st.counters.done + sum(n.done for n in others)
         failed = st.counters.failed + sum(n.failed for n in others)
         if not st.spec.watch and done + failed >= st.spec.total:
             # Net of the failed records `retry` moved to history (their items run again).
-            failed -= retried_count(await st.store.read(RETRIED_FILE))
+            failed -= retried_count(retried)
             if done + failed >= st.spec.total:
                 if os.environ.get("PPSS_DEBUG"):
                     st.log(f"end check: counters {done}+{failed} of {st.spec.total}: "

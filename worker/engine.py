@@ -123,7 +123,8 @@ class Worker:
 
     async def start(self) -> list[asyncio.Task]:
         st = self.st
-        await asyncio.gather(self.leases.recover_own(), self.control.poll())  # one round trip
+        # one round trip: our previous status, control.yaml, the job root's modes (for our files)
+        await asyncio.gather(self.leases.recover_own(), self.control.poll(), st.store.modes())
         await self.heartbeat.write()
         state, slots = st.effective()
         st.log(f"started: job {st.store.label}, {slots} slots, state {state}")
@@ -175,8 +176,8 @@ class Worker:
             for sig in signals:
                 loop.remove_signal_handler(sig)
         await self.release_queue()
-        await self.joblog.flush()
-        await self.heartbeat.write()
+        # (one round trip for the three: the job log's last lines, our final status, finished.json)
+        await asyncio.gather(self.joblog.flush(), self.heartbeat.write(), self.end.marked())
         if st.finished and not st.spec.watch:
             try:
                 restored = await restore_joblog(st.store, st.spec, st.node, self.joblog,

@@ -65,11 +65,11 @@ def quiet(status: NodeStatus) -> bool:
 async def restore_joblog(store: Store, spec: JobSpec, node: str, joblog: JobLog,
                          now: Callable[[], float] | None = None) -> int:
     """At the end of the job: restore missing job-log lines if a crash may have lost some."""
-    others = await others_quiet(store, node, now)
+    others, suspect = await asyncio.gather(others_quiet(store, node, now), store.exists(SUSPECT))
     if others is None:
         return 0
     if not any(not clean_end(n) for n in others):
-        if not await store.exists(SUSPECT):
+        if not suspect:
             return 0
     else:
         await store.mkdir(SUSPECT)

@@ -74,7 +74,9 @@ class Sweeper:
         self.markers_read = True
 
     async def _open_chunk(self, index: int, reverse: bool = False) -> None:
-        data = await self.store.read(L.chunk_path(index))
+        self._use_chunk(index, await self.store.read(L.chunk_path(index)), reverse)
+
+    def _use_chunk(self, index: int, data: bytes | None, reverse: bool = False) -> None:
         items = chunk_items(data, index, self.spec, self.store.where(L.chunk_path(index)))
         self.current = [Candidate(L.item_id(item), item) for item in items]
         if reverse:  # helping: start from the end, away from the chunk's own sweeper
@@ -97,8 +99,12 @@ class Sweeper:
                 if index in self.taken:
                     continue
                 self.taken.add(index)
-                if await self.store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(index)}"):
-                    await self._open_chunk(index)
+                # Take the chunk and read it in one round trip (a chunk lost to another node
+                # was read for nothing: rare, the nodes start on different chunks).
+                won, data = await asyncio.gather(self.store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(index)}"),
+                                                 self.store.read(L.chunk_path(index)))
+                if won:
+                    self._use_chunk(index, data)
                     return True
             self.helping = True
         await self._refresh_markers()

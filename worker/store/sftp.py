@@ -403,10 +403,7 @@ class SftpStore(Store):
 
     async def close(self) -> None:
         for fh in list(self._append_handles.values()):
-            try:
-                await fh.close()
-            except (asyncssh.Error, OSError):
-                pass
+            _background(fh.close())  # (their writes were answered: no round trip to wait for)
         self._append_handles.clear()
         if self._conn:
             self._conn.close()
