@@ -53,6 +53,7 @@ class Claimer:
         self.latency = 0.0  # how long finding and claiming a batch takes (smoothed), s
         self.missed = False  # the last batch won nothing: look ahead (``candidates``)
         self.spare: list[Candidate] = []  # free candidates found by looking ahead, not yet tried
+        self.gate: asyncio.Future | None = None  # claim (or end) only once this is done
 
     def note_finished(self) -> None:
         now = self.st.clock.monotonic()
@@ -103,6 +104,9 @@ class Claimer:
                 continue
             began, probing = st.clock.monotonic(), self.missed
             candidates = await self.candidates(want)
+            if self.gate is not None:  # the worker's first status write (engine.start)
+                await self.gate
+                self.gate = None
             st.exhausted = not candidates
             if candidates:
                 st.draining = False

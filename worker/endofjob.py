@@ -49,6 +49,7 @@ class EndOfJob:
         self.counts = (0, 0)  # (done, failed) of the job, as the check that found it finished counted
         self.counted = (-1, -1)  # our own (done, failed) at the last full check
         self.marking: asyncio.Future | None = None  # writing finished.json
+        self.node_names: list[str] | None = None  # the job's nodes at the last full check
         self.last_scan: ScanResult | None = None
         self.last_recovery = 0.0
         self.last_full_scan = st.clock.monotonic()  # while others are busy: a full check per lease
@@ -81,12 +82,15 @@ class EndOfJob:
                 # finished.json goes out while the worker writes its final status (engine.run)
                 self.marking = asyncio.ensure_future(self.mark_finished())
                 return True
-        elif await self.found_finished():
-            return True
-        # Look often while the others are finishing their last items, then less.
+        # Look often while the others are finishing their last items, then less (the look
+        # and the pause overlap: a master far away costs no extra round trip per look).
         waited = clock.monotonic() - self.draining_since
-        await asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW)
-        return False
+        pause = asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW)
+        if full:
+            await pause
+            return False
+        found, _ = await asyncio.gather(self.found_finished(), pause)
+        return found
 
     async def marked(self) -> None:
         """finished.json written (if this node found the end): awaited before the worker ends."""
@@ -120,6 +124,7 @@ class EndOfJob:
         st = self.st
         nodes, retried = await asyncio.gather(read_nodes(st.store, self.heartbeat.master_now()),
                                               st.store.read(RETRIED_FILE))  # (one round trip)
+        self.node_names = [n.name for n in nodes]
         others = [n for n in nodes if n.name != st.node]
         done = st.counters.done + sum(n.done for n in others)
         failed = st.counters.failed + sum(n.failed for n in others)

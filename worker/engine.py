@@ -125,13 +125,22 @@ class Worker:
         st = self.st
         # one round trip: our previous status, control.yaml, the job root's modes (for our files)
         await asyncio.gather(self.leases.recover_own(), self.control.poll(), st.store.modes())
-        await self.heartbeat.write()
+        # Our status file goes out while the claimer reads the item list; it claims nothing
+        # before the status is on the master (the claimer's gate).
+        first = self.claimer.gate = asyncio.ensure_future(self.heartbeat.write())
+        claiming = asyncio.create_task(self.claimer.loop(self.end))
+        try:
+            await first
+        except BaseException:
+            claiming.cancel()
+            await asyncio.gather(claiming, return_exceptions=True)
+            raise
         state, slots = st.effective()
         st.log(f"started: job {st.store.label}, {slots} slots, state {state}")
         tasks = [asyncio.create_task(self.heartbeat.loop(self.control)),
                  asyncio.create_task(self.leases.loop()),
                  asyncio.create_task(self.joblog.loop()),
-                 asyncio.create_task(self.claimer.loop(self.end))]
+                 claiming]
         if st.spec.halt:
             tasks.append(asyncio.create_task(self.halt.loop()))
         for task in tasks:
@@ -181,7 +190,7 @@ class Worker:
         if st.finished and not st.spec.watch:
             try:
                 restored = await restore_joblog(st.store, st.spec, st.node, self.joblog,
-                                                self.heartbeat.master_now)
+                                                self.heartbeat.master_now, self.end.node_names)
                 if restored:
                     st.log(f"job log: {restored} lines lost to a crash restored from the records")
             except StoreError as exc:

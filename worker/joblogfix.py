@@ -17,7 +17,7 @@ from typing import Callable
 
 from . import layout as L
 from .jobspec import JobSpec
-from .jobstatus import FINAL_STATES, NodeStatus, read_nodes
+from .jobstatus import FINAL_STATES, NodeStatus, read_named_nodes, read_nodes
 from .joblog import JobLog
 from .reconcile import iter_items
 from .store import Store
@@ -37,14 +37,19 @@ async def note_unclean(store: Store) -> None:
     await store.mkdir(SUSPECT)
 
 
-async def others_quiet(store: Store, node: str, now: Callable[[], float] | None = None) -> list[NodeStatus] | None:
+async def others_quiet(store: Store, node: str, now: Callable[[], float] | None = None,
+                       names: list[str] | None = None) -> list[NodeStatus] | None:
     """The other nodes once none is still working, or None when another node ended after us: it
     read our final status after writing its own, so it waits for the rest and restores. (Of two
     nodes ending together, at least one reads the other's final status: the later one.)"""
     working: set[str] = set()
     waited = 0.0
     while True:
-        others = [n for n in await read_nodes(store, now() if now else None) if n.name != node]
+        if names is not None and now is not None:  # the nodes the end check saw: no listing
+            found = await read_named_nodes(store, [n for n in names if n != node], now())
+        else:
+            found = await read_nodes(store, now() if now else None)
+        others = [n for n in found if n.name != node]
         if any(n.name in working and clean_end(n) for n in others):
             return None
         if all(quiet(n) for n in others):
@@ -63,9 +68,11 @@ def quiet(status: NodeStatus) -> bool:
 
 
 async def restore_joblog(store: Store, spec: JobSpec, node: str, joblog: JobLog,
-                         now: Callable[[], float] | None = None) -> int:
-    """At the end of the job: restore missing job-log lines if a crash may have lost some."""
-    others, suspect = await asyncio.gather(others_quiet(store, node, now), store.exists(SUSPECT))
+                         now: Callable[[], float] | None = None, names: list[str] | None = None) -> int:
+    """At the end of the job: restore missing job-log lines if a crash may have lost some.
+    ``names``: the nodes of the job as the end-of-job check found them (a node that started
+    since then ended after us: it checks)."""
+    others, suspect = await asyncio.gather(others_quiet(store, node, now, names), store.exists(SUSPECT))
     if others is None:
         return 0
     if not any(not clean_end(n) for n in others):

@@ -192,6 +192,21 @@ async def read_nodes(store: Store, now: float | None = None) -> list[NodeStatus]
     return nodes
 
 
+async def read_named_nodes(store: Store, names: list[str], now: float) -> list[NodeStatus]:
+    """The status files of these nodes, without listing nodes/ (two round trips, not four)."""
+    paths = [L.status_path(n) for n in names]
+    blobs, entries = await asyncio.gather(asyncio.gather(*(store.read(p) for p in paths)),
+                                          asyncio.gather(*(store.stat(p) for p in paths)))
+    nodes = []
+    for blob, entry in zip(blobs, entries):
+        try:
+            if blob and entry:
+                nodes.append(NodeStatus.from_json(blob, max(0.0, now - entry.mtime)))
+        except (ValueError, KeyError, TypeError):
+            continue  # torn or foreign: skipped, as read_nodes does
+    return sorted(nodes, key=lambda n: n.name)
+
+
 async def read_job_status(store: Store, spec: JobSpec | None = None, nodes_reader=None) -> JobStatus:
     """The job's totals and nodes. ``nodes_reader(store, now)`` reads the nodes' status files
     (default ``read_nodes``; the console passes one that rereads only changed files)."""
