@@ -50,6 +50,7 @@ class EndOfJob:
         self.counted = (-1, -1)  # our own (done, failed) at the last full check
         self.marking: asyncio.Future | None = None  # writing finished.json
         self.node_names: list[str] | None = None  # the job's nodes at the last full check
+        self.rescan = False  # the last check scanned and left work: check fully at the next look
         self.last_scan: ScanResult | None = None
         self.last_recovery = 0.0
         self.last_full_scan = st.clock.monotonic()  # while others are busy: a full check per lease
@@ -70,7 +71,9 @@ class EndOfJob:
             await st.wait_kick(HEARTBEAT)
             return False
         mine = (st.counters.done, st.counters.failed)
-        full = clock.monotonic() - self.last_check >= END_FULL_CHECK
+        # A check that scanned and left work (items taken back, locks unresolved) goes on at the
+        # look's pace; otherwise finished.json says the end, and a full check is a fallback.
+        full = self.rescan or clock.monotonic() - self.last_check >= END_FULL_CHECK
         if not st.draining or mine != self.counted:  # (items taken back since the last check)
             if not st.draining:
                 st.draining, self.draining_since = True, clock.monotonic()
@@ -141,6 +144,7 @@ class EndOfJob:
         # check per lease at most), unless they too have nothing left to do.
         busy = any((n.held_locks() or not n.draining) and n.state not in FINAL_STATES
                    for n in others if not n.is_lost(st.spec.lease))
+        self.rescan = False
         if busy and st.clock.monotonic() - self.last_full_scan < st.spec.lease:
             return False  # others are finishing their items; lost ones are taken by Leases.loop
         self.last_full_scan = st.clock.monotonic()
@@ -151,6 +155,7 @@ class EndOfJob:
             await self.finish(result)
             return True
         await self.take_left_behind(result)
+        self.rescan = True
         return False
 
     async def scan(self, nodes: list[NodeStatus]) -> tuple[ScanResult, bool]:

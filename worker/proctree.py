@@ -158,8 +158,13 @@ def describe(pid: int) -> str:
         argv = (_PROC / str(pid) / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     except OSError:
         argv = []
-    text = " ".join(a.decode("utf-8", "replace") for a in argv) or "?"
-    return f"{pid} ({text[:60]})"
+    text = " ".join(a.decode("utf-8", "replace") for a in argv)
+    if not text:  # a zombie (or a process mid-exec) has no command line: its name, then
+        try:
+            text = (_PROC / str(pid) / "comm").read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+    return f"{pid} ({text[:60] or '?'})"
 
 
 def send(pids, sig: int) -> None:

@@ -8,6 +8,7 @@ repairs records a crash left half-written, and tells the caller what still needs
 from __future__ import annotations
 
 import asyncio
+import secrets
 from dataclasses import dataclass, field
 
 from . import layout as L
@@ -236,8 +237,18 @@ def _failed_attempt(store: Store, spec: JobSpec, ident: str, attempt: int, item:
         result.queued += 1
         return store.write_atomic(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item)
     result.failed += 1
-    return store.write_atomic(L.failed_path(ident), record_bytes(
+    return write_if_absent(store, L.failed_path(ident), record_bytes(
         {"id": ident, "item": L.item_to_json(item), "attempt": attempt, "exit": None, "repaired": True}))
+
+
+async def write_if_absent(store: Store, rel: str, data: bytes) -> None:
+    """A repaired record, unless the real one is there by then: the node that failed the item
+    may be between its fence and publishing its record (a scan cannot tell that from a crash);
+    its record (with the exit status) wins, never the repair (a rename that refuses a target)."""
+    tmp = f"{rel}.tmp-{secrets.token_hex(4)}"
+    await store.write(tmp, data)
+    if not await store.rename(tmp, rel):
+        await store.remove(tmp)
 
 
 async def _confirm_orphans(store: Store, spec: JobSpec, master_now: float,

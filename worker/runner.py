@@ -229,7 +229,9 @@ class ItemProcess:
                 return
             if record:
                 for pid in pids:  # (named as last seen: after an exec if there was one)
-                    self.killed[pid] = proctree.describe(pid)
+                    name = proctree.describe(pid)
+                    if pid not in self.killed or not name.endswith("(?)"):  # (a name once known stays)
+                        self.killed[pid] = name
             now = time.monotonic()
             if self.kill_at is None:
                 self.kill_at = now + TERM_GRACE

@@ -20,7 +20,6 @@ from .sourcedir import walk_files
 from .store import Store
 
 RETRY_POLL = 2.0
-RETRY_DRAINING_POLL = 0.3  # with every chunk swept, retry/ is listed this often (items offered at the end)
 HELP_GIVE_UP = 32  # taken items in a row after which a helper leaves a chunk (or jumps)
 HELP_JUMPS = 4  # times a helper jumps to the middle of the untried part before leaving
 WATCH_PERIOD = 3.0   # how often an idle worker lists a watched source directory
@@ -172,7 +171,7 @@ class Sweeper:
             take = self.current[self.pos:self.pos + want - len(out)]
             self.pos += len(take)
             out += take
-        if not out and self.exhausted and time.monotonic() - self.retry_seen >= RETRY_DRAINING_POLL:
+        if not out and self.exhausted:
             out = await self.retry_candidates(want, force=True)
         if not out and self.exhausted and self.spec.watch:
             out = await self.watch_candidates(want)
