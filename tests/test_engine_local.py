@@ -477,3 +477,31 @@ def test_three_workers_share_a_one_chunk_job(work: Path) -> None:
     done = {n["name"]: n["done"] for n in status_json(str(job))["nodes"]}
     assert sum(done.values()) == 90
     assert min(done.values()) >= 15, done  # about 30 each; none left idle
+
+
+def test_wait_runs_a_job_created_after_the_worker_started(work: Path, monkeypatch, capsys) -> None:
+    """`ppss-worker --wait` (the @reboot line of deploy --autostart) on a job not created yet
+    waits for it, saying so once, then runs it; without --wait that is one error line, exit 4."""
+    import threading
+    import time
+    import worker.cli as cli
+    from ppss_helpers import assert_exactly_once
+    job = work / "later" / "job"
+    res = run_worker(str(job), "--node-name", "w")
+    assert_one_line_error(res, 4, "no such directory")
+    monkeypatch.setattr(cli, "WAIT_POLL", 0.2)
+    items = items_n(5)
+    src = work / "items"
+    src.write_bytes(b"".join(i + b"\n" for i in items))
+
+    def create() -> None:
+        time.sleep(0.6)
+        assert_ok(console("init", str(job), "--source-file", str(src), "--command", 'true "$ITEM"'))
+    maker = threading.Thread(target=create)
+    maker.start()
+    with pytest.raises(SystemExit) as ended:
+        cli.main([str(job), "--wait", "--slots", "2", "--node-name", "w"])
+    maker.join()
+    assert ended.value.code == 0
+    assert capsys.readouterr().err.count("not there yet; waiting for ppss-console init") == 1
+    assert_exactly_once(Job(job), items)
