@@ -29,6 +29,7 @@ from .transfer import CopyTransfer, default_work_root
 
 
 WAIT_POLL = 10.0  # --wait: how often a job (or root) not created yet is looked for, s
+BEING_MADE = (L.ITEMS_DIR, L.LOCKS_DIR, L.SWEEP_DIR)  # (a root holds jobs with any names but these three at once)
 WAIT_ATTEMPTS = 1_000_000  # --wait: connection attempts to an unreachable master (backoff up to 20 s)
 
 
@@ -104,7 +105,8 @@ async def run(args: argparse.Namespace) -> int:
 async def find_job(store, address, wait: bool, say) -> tuple[bytes | None, object]:
     """job.yaml (None: a jobs root) and the job's real path, in one round trip. A path that does
     not exist is an error, or with ``--wait`` looked for every WAIT_POLL s until ``init`` made it
-    (a directory with items/ but no job.yaml yet is a job being made: waited for too)."""
+    (a directory with a job's items/, locks/ and sweep/ but no job.yaml yet is a job being
+    made: waited for too)."""
     told = False
     while True:
         data, job_path = await asyncio.gather(
@@ -116,8 +118,8 @@ async def find_job(store, address, wait: bool, say) -> tuple[bytes | None, objec
             if isinstance(job_path, BaseException):
                 raise job_path
             return data, job_path
-        exists, making = await asyncio.gather(store.exists(""), store.exists(L.ITEMS_DIR))
-        if exists and not (wait and making):
+        exists, *made = await asyncio.gather(store.exists(""), *(store.exists(d) for d in BEING_MADE))
+        if exists and not (wait and all(made)):
             return None, job_path
         if not wait:
             raise JobError(f"{store.where('')}: no such directory: not a ppss job (no {L.JOB_FILE}) "
