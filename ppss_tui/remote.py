@@ -148,7 +148,9 @@ echo install=ok
 
 
 def cron_line(dir_path: str, job_hash: str) -> str:
-    return f"@reboot /bin/sh '{dir_path}/worker-{job_hash}.sh' >/dev/null 2>&1 # ppss-autostart {dir_path} {job_hash}"
+    # --wait: at boot the master may not answer yet, and the job may not be created yet.
+    return (f"@reboot /bin/sh '{dir_path}/worker-{job_hash}.sh' --wait >/dev/null 2>&1 "
+            f"# ppss-autostart {dir_path} {job_hash}")
 
 
 def autostart_script(dir_path: str, job_hash: str) -> str:
@@ -200,7 +202,7 @@ fi
 rm -f "$PIDF"
 cd "$D" || exit 1
 printf '=== %s ppss-worker start\\n' "$(date '+%Y-%m-%d %H:%M:%S')" >>"$LOG"
-"$D/venv/bin/python" -c {q(detach)} "$PIDF" "$D/venv/bin/ppss-worker" {argv} </dev/null >>"$LOG" 2>&1
+"$D/venv/bin/python" -c {q(detach)} "$PIDF" "$D/venv/bin/ppss-worker" {argv} "$@" </dev/null >>"$LOG" 2>&1
 i=0
 while [ ! -s "$PIDF" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
 PID=$(cat "$PIDF" 2>/dev/null)

@@ -477,3 +477,55 @@ def test_three_workers_share_a_one_chunk_job(work: Path) -> None:
     done = {n["name"]: n["done"] for n in status_json(str(job))["nodes"]}
     assert sum(done.values()) == 90
     assert min(done.values()) >= 15, done  # about 30 each; none left idle
+
+
+def test_wait_runs_a_job_created_after_the_worker_started(work: Path, monkeypatch, capsys) -> None:
+    """`ppss-worker --wait` (the @reboot line of deploy --autostart) on a job not created yet
+    waits for it, saying so once, then runs it; without --wait that is one error line, exit 4."""
+    import threading
+    import time
+    import worker.cli as cli
+    from ppss_helpers import assert_exactly_once
+    job = work / "later" / "job"
+    res = run_worker(str(job), "--node-name", "w")
+    assert_one_line_error(res, 4, "no such directory")
+    monkeypatch.setattr(cli, "WAIT_POLL", 0.2)
+    items = items_n(5)
+    src = work / "items"
+    src.write_bytes(b"".join(i + b"\n" for i in items))
+
+    def create() -> None:
+        time.sleep(0.6)
+        assert_ok(console("init", str(job), "--source-file", str(src), "--command", 'true "$ITEM"'))
+    maker = threading.Thread(target=create)
+    maker.start()
+    with pytest.raises(SystemExit) as ended:
+        cli.main([str(job), "--wait", "--slots", "2", "--node-name", "w"])
+    maker.join()
+    assert ended.value.code == 0
+    assert capsys.readouterr().err.count("not there yet; waiting for ppss-console init") == 1
+    assert_exactly_once(Job(job), items)
+
+
+async def test_wait_takes_a_job_being_made_for_a_job_not_a_root(work: Path, monkeypatch) -> None:
+    """With --wait, a directory holding a job's items/, locks/ and sweep/ but no job.yaml yet is a
+    job that init is writing (job.yaml comes last): waited for, not served as a jobs root."""
+    import asyncio
+    import worker.cli as cli
+    from worker.address import parse_address
+    from worker.store import LocalStore
+    monkeypatch.setattr(cli, "WAIT_POLL", 0.05)
+    job = work / "job"
+    for d in (L.ITEMS_DIR, L.LOCKS_DIR, L.SWEEP_DIR):
+        (job / d).mkdir(parents=True)
+    store = LocalStore(str(job))
+    said: list[str] = []
+    finding = asyncio.ensure_future(cli.find_job(store, parse_address(str(job)), True, said.append))
+    await asyncio.sleep(0.3)
+    assert not finding.done() and len(said) == 1
+    (job / L.JOB_FILE).write_bytes(b"the job")
+    data, _ = await asyncio.wait_for(finding, 2)
+    assert data == b"the job"
+    # without --wait the same directory is a root (as before)
+    (job / L.JOB_FILE).unlink()
+    assert (await cli.find_job(store, parse_address(str(job)), False, said.append))[0] is None

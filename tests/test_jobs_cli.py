@@ -131,7 +131,9 @@ def test_start_and_deploy_launch_the_worker_on_the_root(tmp_path):
     assert ('"$D/venv/bin/ppss-worker" ssh://ppss@master:2222/srv/jobs --node-name n1 --slots 3 '
             '-i "$D/master_key"') in line
     # the @reboot line runs the same launcher: a rebooted node serves the root again
-    assert f"worker-{payload.job_hash}.sh" in remote.cron_line("/home/ppss/ppss", payload.job_hash)
+    cron = remote.cron_line("/home/ppss/ppss", payload.job_hash)
+    assert f"worker-{payload.job_hash}.sh' --wait " in cron  # at boot: wait for the master and the job
+    assert '"$D/venv/bin/ppss-worker" ' in text and ' "$@" </dev/null' in text  # (the launcher passes it on)
 
 
 # ---------------------------------------------------------------------------------------------

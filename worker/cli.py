@@ -28,6 +28,11 @@ from .store import open_store
 from .transfer import CopyTransfer, default_work_root
 
 
+WAIT_POLL = 10.0  # --wait: how often a job (or root) not created yet is looked for, s
+BEING_MADE = (L.ITEMS_DIR, L.LOCKS_DIR, L.SWEEP_DIR)  # (a root holds jobs with any names but these three at once)
+WAIT_ATTEMPTS = 1_000_000  # --wait: connection attempts to an unreachable master (backoff up to 20 s)
+
+
 class EventPrinter:
     """The worker's connection events on stderr; a retried failure is said once, not per attempt."""
 
@@ -35,6 +40,9 @@ class EventPrinter:
         self.node = node
         self.last = ""
         self.first_delay = first_delay
+
+    def say(self, text: str) -> None:
+        print(f"ppss-worker[{self.node}]: {text}", file=sys.stderr, flush=True)
 
     def __call__(self, text: str) -> None:
         if text == self.last:
@@ -60,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--known-hosts", help="known_hosts file to verify the master (default ~/.ssh/known_hosts)")
     p.add_argument("--work-dir", help="copy mode: where items are fetched to (default ~/.cache/ppss/work/...)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only errors")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the master and for the job (or root) to be created, instead of exiting "
+                        "(the @reboot line of deploy --autostart uses it)")
     return p
 
 
@@ -75,17 +86,10 @@ async def run(args: argparse.Namespace) -> int:
 
     async with contextlib.AsyncExitStack() as stores:
         store = await stores.enter_async_context(
-            await open_store(address, args.identity, args.known_hosts, on_event=event, first_attempts=4))
-        # The job file and the job's real path in one round trip.
-        data, job_path = await asyncio.gather(
-            store.read(L.JOB_FILE), store.realpath(address.path) if not address.is_local else _same(address.path),
-            return_exceptions=True)
-        if isinstance(data, BaseException):
-            raise data
+            await open_store(address, args.identity, args.known_hosts, on_event=event,
+                             first_attempts=WAIT_ATTEMPTS if args.wait else 4))
+        data, job_path = await find_job(store, address, args.wait, log or event.say)
         if data is None:
-            if not await store.exists(""):
-                raise JobError(f"{store.where('')}: no such directory: not a ppss job (no {L.JOB_FILE}) "
-                               "nor a jobs root; create one with ppss-console init")
             return await serve_root(store, address, node, args, log, event)
         if isinstance(job_path, BaseException):
             raise job_path
@@ -96,6 +100,34 @@ async def run(args: argparse.Namespace) -> int:
             stores.push_async_callback(files.close)
         worker = Worker(store, spec, node, args.slots, log=log, job_path=job_path, transfer=transfer)
         return await worker.run()
+
+
+async def find_job(store, address, wait: bool, say) -> tuple[bytes | None, object]:
+    """job.yaml (None: a jobs root) and the job's real path, in one round trip. A path that does
+    not exist is an error, or with ``--wait`` looked for every WAIT_POLL s until ``init`` made it
+    (a directory with a job's items/, locks/ and sweep/ but no job.yaml yet is a job being
+    made: waited for too)."""
+    told = False
+    while True:
+        data, job_path = await asyncio.gather(
+            store.read(L.JOB_FILE), store.realpath(address.path) if not address.is_local else _same(address.path),
+            return_exceptions=True)
+        if isinstance(data, BaseException):
+            raise data
+        if data is not None:
+            if isinstance(job_path, BaseException):
+                raise job_path
+            return data, job_path
+        exists, *made = await asyncio.gather(store.exists(""), *(store.exists(d) for d in BEING_MADE))
+        if exists and not (wait and all(made)):
+            return None, job_path
+        if not wait:
+            raise JobError(f"{store.where('')}: no such directory: not a ppss job (no {L.JOB_FILE}) "
+                           "nor a jobs root; create one with ppss-console init")
+        if not told:
+            say(f"{store.where('')}: not there yet; waiting for ppss-console init (looking every {WAIT_POLL:g} s)")
+            told = True
+        await asyncio.sleep(WAIT_POLL)
 
 
 async def _same(path: str) -> str:
