@@ -21,6 +21,7 @@ from .errors import PpssError
 from .jobstatus import NodeStatus, RunningItem
 from .nodestate import NodeState
 from .store import NO_SPACE, StoreError
+from .store.base import remove_leftover
 
 HEARTBEAT = 1.0  # status file (the heartbeat) at most every second, while it changes
 CONTROL_POLL = 1.0  # control.yaml looked at (one stat) every second: a change is seen within 2 s
@@ -70,12 +71,13 @@ class Heartbeat:
         status = self.status()
         path = L.status_path(st.node)
         tmp = f"{path}.tmp-{secrets.token_hex(4)}"
-        await st.store.write(tmp, status.to_json())
-        mono = st.clock.monotonic()
-        try:  # the rename and the stat of the result in one round trip (answered in order)
+        try:
+            await st.store.write(tmp, status.to_json())
+            mono = st.clock.monotonic()
+            # the rename and the stat of the result in one round trip (answered in order)
             _, entry = await asyncio.gather(st.store.replace(tmp, path), st.store.stat(path))
         except BaseException:
-            await st.store.remove(tmp)
+            await remove_leftover(st.store, tmp)
             raise
         self.last_said = replace(status, updated=0.0)
         if entry:

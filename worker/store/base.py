@@ -85,13 +85,7 @@ class Store(ABC):
             await self.write(tmp, data)
             await self.replace(tmp, rel)
         except BaseException:
-            # Shielded: a worker ending on this error cancels its tasks, and a cancelled
-            # cleanup would leave the temporary file behind.
-            cleanup = asyncio.ensure_future(self.remove(tmp))
-            try:
-                await asyncio.shield(cleanup)
-            except BaseException:  # noqa: BLE001  (the first error is the one to tell)
-                pass
+            await remove_leftover(self, tmp)
             raise
 
     async def make_root(self) -> None:
@@ -156,3 +150,14 @@ class Store(ABC):
 
     async def exists(self, rel: str) -> bool:
         return await self.stat(rel) is not None
+
+
+async def remove_leftover(store: Store, rel: str) -> None:
+    """After a failed write (a full disk can leave it half-written): remove ``rel``, quietly (the
+    first error is the one to tell) and shielded (a worker ending on that error cancels its
+    tasks, and a cancelled cleanup would leave the file behind)."""
+    cleanup = asyncio.ensure_future(store.remove(rel))
+    try:
+        await asyncio.shield(cleanup)
+    except BaseException:  # noqa: BLE001
+        pass
