@@ -90,9 +90,22 @@ async def test_exhausted_attempts_get_a_failed_record(job):
     os.makedirs(lock_dir(root, ident) / L.FAILED_MARK)
     os.makedirs(lock_dir(root, L.lock_name(ident, 2)) / L.FAILED_MARK)
     spec = await read_spec(store)  # retries=1: two attempts, both failed
+    # Just fenced: its node may be publishing the record right now; in flight, nothing written.
+    result = await scan(store, spec, set(), time.time())
+    assert ident in result.inflight and not result.complete and result.failed == 0
+    assert not (root / L.failed_path(ident)).exists()
+    # Older than the lease: the node died between the two steps; the record is written here.
+    old = time.time() - spec.lease - 10
+    os.utime(lock_dir(root, L.lock_name(ident, 2)), (old, old))
     result = await scan(store, spec, set(), time.time())
     assert result.failed == 1 and result.complete
     assert b'"repaired": true' in (root / L.failed_path(ident)).read_bytes()
+    # ...and a record its node published meanwhile is never replaced by the repair
+    from worker.reconcile import write_if_absent
+    (root / L.failed_path(ident)).write_bytes(b'{"exit": 9}\n')
+    await write_if_absent(store, L.failed_path(ident), b'{"exit": null, "repaired": true}\n')
+    assert (root / L.failed_path(ident)).read_bytes() == b'{"exit": 9}\n'
+    assert not [f for f in (root / L.failed_path(ident)).parent.iterdir() if ".tmp-" in f.name]
 
 
 async def test_stale_retry_entry_is_removed(job):

@@ -210,7 +210,8 @@ async def _sort_pending(store: Store, spec: JobSpec, live_tokens: set[str], mast
         lock = entry.name
         names = names or []
         if L.FAILED_MARK in names:
-            repair = _failed_attempt(store, spec, ident, attempt, item, retry_names, result)
+            recent = master_now - entry.mtime <= spec.lease
+            repair = _failed_attempt(store, spec, ident, attempt, item, retry_names, result, recent)
             if repair is not None:
                 repairs.append(repair)
             continue
@@ -227,15 +228,20 @@ async def _sort_pending(store: Store, spec: JobSpec, live_tokens: set[str], mast
 
 
 def _failed_attempt(store: Store, spec: JobSpec, ident: str, attempt: int, item: bytes,
-                    retry_names: list[str], result: ScanResult):
+                    retry_names: list[str], result: ScanResult, recent: bool = False):
     """A failed attempt's lock: its retry is queued, or must be, or the item failed for good
-    (its failed record is written here). Returns the repair to make, if any."""
+    (its failed record is written here; while the lock is younger than the lease, its node may
+    be between the fence and publishing that record: in flight until then). Returns the repair
+    to make, if any."""
     if any(L.parse_lock_name(n) == (ident, attempt + 1) for n in retry_names):
         result.queued += 1
         return None
     if attempt <= spec.retries:
         result.queued += 1
         return store.write_atomic(f"{L.RETRY_DIR}/{L.lock_name(ident, attempt + 1)}", item)
+    if recent:
+        result.inflight[ident] = item
+        return None
     result.failed += 1
     return write_if_absent(store, L.failed_path(ident), record_bytes(
         {"id": ident, "item": L.item_to_json(item), "attempt": attempt, "exit": None, "repaired": True}))
