@@ -180,16 +180,7 @@ async def read_nodes(store: Store, now: float | None = None) -> list[NodeStatus]
     if now is None:
         now = await store.now()
     blobs = await asyncio.gather(*(store.read(f"{L.NODES_DIR}/{e.name}") for e in entries))
-    nodes = []
-    for entry, blob in zip(entries, blobs):
-        if not blob:
-            continue
-        try:
-            nodes.append(NodeStatus.from_json(blob, max(0.0, now - entry.mtime)))
-        except (ValueError, KeyError, TypeError):
-            continue  # a torn or foreign file: skip it rather than fail the whole view
-    nodes.sort(key=lambda n: n.name)
-    return nodes
+    return _parsed_nodes(blobs, entries, now)
 
 
 async def read_named_nodes(store: Store, names: list[str], now: float) -> list[NodeStatus]:
@@ -197,13 +188,20 @@ async def read_named_nodes(store: Store, names: list[str], now: float) -> list[N
     paths = [L.status_path(n) for n in names]
     blobs, entries = await asyncio.gather(asyncio.gather(*(store.read(p) for p in paths)),
                                           asyncio.gather(*(store.stat(p) for p in paths)))
+    return _parsed_nodes(blobs, entries, now)
+
+
+def _parsed_nodes(blobs, entries, now: float) -> list[NodeStatus]:
+    """Each status file read (its age from its entry's mtime), sorted by name; a missing, torn or
+    foreign file is skipped rather than failing the whole view."""
     nodes = []
     for blob, entry in zip(blobs, entries):
+        if not blob or entry is None:
+            continue
         try:
-            if blob and entry:
-                nodes.append(NodeStatus.from_json(blob, max(0.0, now - entry.mtime)))
+            nodes.append(NodeStatus.from_json(blob, max(0.0, now - entry.mtime)))
         except (ValueError, KeyError, TypeError):
-            continue  # torn or foreign: skipped, as read_nodes does
+            continue
     return sorted(nodes, key=lambda n: n.name)
 
 

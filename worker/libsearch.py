@@ -38,7 +38,9 @@ def _conf_dirs(path: str, depth: int) -> list[str]:
     dirs: list[str] = []
     for line in filter(None, lines):
         if line.startswith("include") and depth < 3:
-            for conf in sorted(glob.glob(line.split(None, 1)[1] if " " in line else "")):
+            pattern = line.split(None, 1)[1] if " " in line else ""
+            pattern = os.path.join(os.path.dirname(path), pattern) if pattern else ""  # (relative: to this file)
+            for conf in sorted(glob.glob(pattern)):
                 dirs += _conf_dirs(conf, depth + 1)
         elif line.startswith("/"):
             dirs.append(line)
