@@ -9,11 +9,13 @@
       - ppss@node[02-64]               # a range: node02 ... node64 (ClusterShell's NodeSet)
       - {name: n2, host: 10.0.0.2, user: ppss, port: 22, slots: 4, dir: ~/ppss}
       - {host: "10.0.0.[3-5]", slots: 2}   # a range in a mapping: one node per address
+      - ppss[1-3]@10.0.1.[1-3]         # user and host ranges pair up: ppss1@10.0.1.1 ...
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from worker.address import MasterAddress, parse_address
@@ -98,13 +100,27 @@ def parse_nodes(entry, where: str, index: int) -> list[NodeSpec]:
     if not host or not isinstance(host, str):
         raise ClusterFileError(f"{here}: 'host' is missing")
     hosts = expand(host, f"{here}: host", ClusterFileError)
-    if len(hosts) == 1:
+    users = _zipped(entry, "user", hosts, here)
+    if len(hosts) == 1 and users == [entry.get("user")]:
         return [parse_node(entry, here)]
-    names = expand(str(entry["name"]), f"{here}: name", ClusterFileError) if entry.get("name") else hosts
-    if len(names) != len(hosts):
-        raise ClusterFileError(f"{here}: name {entry['name']!r} names {len(names)} nodes but host "
-                               f"{host!r} {len(hosts)}")
-    return [parse_node({**entry, "host": h, "name": n}, here) for h, n in zip(hosts, names)]
+    names = _zipped(entry, "name", hosts, here) if entry.get("name") else hosts
+    return [parse_node({**entry, "host": h, "name": n, "user": u}, here)
+            for h, n, u in zip(hosts, names, users)]
+
+
+def _zipped(entry: dict, key: str, hosts: list[str], here: str) -> list:
+    """A name or user beside a host range: one value for all, or a range of the same length
+    (``ppss[1-3]@10.0.0.[1-3]``: ppss1@10.0.0.1 ... ppss3@10.0.0.3)."""
+    value = entry.get(key)
+    if value is None or "[" not in str(value):
+        return [value] * len(hosts)
+    values = expand(str(value), f"{here}: {key}", ClusterFileError)
+    if len(values) == 1:
+        return values * len(hosts)
+    if len(values) != len(hosts):
+        raise ClusterFileError(f"{here}: {key} {value!r} names {len(values)} but host "
+                               f"{entry['host']!r} {len(hosts)}: ranges are paired in order")
+    return values
 
 
 def parse_node(entry: dict, here: str) -> NodeSpec:
@@ -119,6 +135,8 @@ def parse_node(entry: dict, here: str) -> NodeSpec:
     if not valid_node_name(name):
         raise ClusterFileError(f"{here}: name {name!r}: use letters, digits, '.', '_' and '-'")
     user = entry.get("user")
+    if user is not None and not re.fullmatch(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\$?", str(user)):
+        raise ClusterFileError(f"{here}: user {user!r} is not an account name")
     return NodeSpec(name=name, host=host, user=str(user) if user else None, port=port, slots=slots,
                     dir=str(entry["dir"]) if entry.get("dir") else None)
 

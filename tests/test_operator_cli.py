@@ -108,10 +108,21 @@ def test_node_ranges_in_the_cluster_file():
     assert [(n.name, n.host, n.slots) for n in c.nodes[5:]] == [("w1", "h1", 2), ("w2", "h2", 2)]
     with pytest.raises(ClusterFileError, match=r"nodes\[0\]: host 'node\[1-'"):
         parse_cluster("master: /x\nnodes: ['node[1-']\n")
-    with pytest.raises(ClusterFileError, match="names 3 nodes but host"):
+    with pytest.raises(ClusterFileError, match="name 'w\\[1-3\\]' names 3 but host 'h\\[1-2\\]' 2"):
         parse_cluster("master: /x\nnodes: [{host: 'h[1-2]', name: 'w[1-3]'}]\n")
     with pytest.raises(ClusterFileError, match="'node2' appears twice"):
         parse_cluster("master: /x\nnodes: ['node[1-2]', 'node[2-3]']\n")
+
+
+def test_user_ranges_pair_with_host_ranges():
+    c = parse_cluster("master: /x\nnodes:\n  - ppss[1-3]@10.0.0.1[1-3]:2322\n  - {host: 'h[1-2]', user: u}\n")
+    assert [(n.user, n.host, n.port) for n in c.nodes] == [
+        ("ppss1", "10.0.0.11", 2322), ("ppss2", "10.0.0.12", 2322), ("ppss3", "10.0.0.13", 2322),
+        ("u", "h1", None), ("u", "h2", None)]
+    with pytest.raises(ClusterFileError, match=r"user 'u\[1-2\]' names 2 but host 'h\[1-3\]' 3"):
+        parse_cluster("master: /x\nnodes: ['u[1-2]@h[1-3]']\n")
+    with pytest.raises(ClusterFileError, match="user 'a b' is not an account name"):
+        parse_cluster("master: /x\nnodes: [{host: h, user: 'a b'}]\n")
 
 
 def test_pause_unknown_node_is_an_error_and_ranges_steer_several(site):
