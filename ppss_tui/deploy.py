@@ -56,7 +56,12 @@ OK, UNREACHABLE, FAILED = "ok", "unreachable", "failed"
 
 
 class NodeFailure(Exception):
-    """This node cannot be deployed/started; the message says why, in one line."""
+    """This node cannot be deployed/started; the message says why, in one line. ``why``: the
+    same without this node's own details, for the summary's groups (default: the message)."""
+
+    def __init__(self, message: str, why: str = "") -> None:
+        super().__init__(message)
+        self.why = why
 
 
 @dataclass
@@ -65,6 +70,7 @@ class NodeResult:
     outcome: str  # ok / unreachable / failed
     word: str  # installed, upgraded, up to date, started, running, erased, UNREACHABLE, FAILED...
     detail: str
+    why: str = ""  # what nodes failing alike share ("" : the detail, node names masked)
 
 
 def job_hash(master_url: str) -> str:
@@ -108,7 +114,7 @@ class Reporter:
 
 def reason(r: NodeResult) -> str:
     """A result's detail without what names the node, so that nodes failing alike group together."""
-    text = r.detail
+    text = r.why or r.detail
     for own in sorted({r.node.label(), r.node.host, r.node.name}, key=len, reverse=True):
         text = text.replace(own, "NODE")
     return text
@@ -175,7 +181,7 @@ async def run_on_node(cluster: Cluster, node: NodeSpec, action) -> NodeResult:
     except ConnectError as exc:
         return NodeResult(node, UNREACHABLE, "UNREACHABLE", str(exc))
     except NodeFailure as exc:
-        return NodeResult(node, FAILED, "FAILED", str(exc))
+        return NodeResult(node, FAILED, "FAILED", str(exc), exc.why)
     except PpssError as exc:  # WheelError and the like: this node only
         return NodeResult(node, FAILED, "FAILED", str(exc))
     except (asyncssh.Error, OSError) as exc:
@@ -373,11 +379,11 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
     if autostart:
         code, out, err = await run_script(conn, autostart_script(d, payload.job_hash))
         cron = parse_kv(out).get("cron", "failed")
-        if cron == "missing":
-            raise NodeFailure(f"{word} ({detail}), but --autostart is NOT set up: no crontab command on "
-                              "this node (install cron, or start workers with ppss-console start)")
-        if cron == "failed":
-            raise NodeFailure(f"{word} ({detail}), but --autostart failed: crontab refused the new line")
+        if cron in ("missing", "failed"):
+            why = (f"{word}, but --autostart is NOT set up: no crontab command on this node (install cron, "
+                   "or start workers with ppss-console start)" if cron == "missing" else
+                   f"{word}, but --autostart failed: crontab refused the new line")
+            raise NodeFailure(why.replace(word, f"{word} ({detail})", 1), why)
         detail += "; autostart @reboot " + ("already set" if cron == "present" else "added")
     return word, detail
 

@@ -74,3 +74,11 @@ def test_on_a_terminal_a_progress_bar_and_the_lines_above_it() -> None:
     rep.close()
     text = out.getvalue()
     assert all(f"n{i}    installed   ppss 0.1" in text for i in range(3)), text
+
+
+def test_a_failure_with_a_shared_why_groups_despite_each_nodes_details() -> None:
+    # deploy --autostart on nodes without cron: each line names its own home, the summary one reason
+    results = [NodeResult(NodeSpec(f"n{i}", f"h{i}", f"ppss{i}", None), FAILED, "FAILED",
+                          f"installed (ppss 0.1 in /home/ppss{i}/.ppss), but --autostart is NOT set up",
+                          "installed, but --autostart is NOT set up") for i in (1, 2, 3)]
+    assert group_results(results) == ["  FAILED (3): n[1-3]: installed, but --autostart is NOT set up"]
