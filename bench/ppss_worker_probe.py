@@ -25,6 +25,7 @@ worker_argv = sys.argv[2:]
 with open(out + ".pid", "w") as fh:
     fh.write(f"{os.getpid()}\n")
 
+import worker  # noqa: E402,F401  (first: it imports asyncssh without find_library's subprocesses)
 import asyncssh.sftp as S  # noqa: E402
 
 _names = {v: k[4:].lower() for k, v in vars(S).items()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import humanize
 
-from worker import installed_version
+from worker import add_version_option
 from worker.errors import EXIT_ITEMS_FAILED, EXIT_OK, PpssError, UsageError
 from worker.jobops import init_job, resume_halted, split_items
 from worker.jobsroot import mark_active
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ppss-console", description=__doc__.split("\n")[0],
                                 epilog=__doc__.split("\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
+    add_version_option(p)
     p.add_argument("--cluster", "-c", default=None,
                    help=f"cluster file (default ./ppss.yaml, then ${ENV_VAR})")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")

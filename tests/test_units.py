@@ -449,7 +449,8 @@ async def test_retry_entry_being_written_is_not_taken(tmp_path) -> None:
 
 def test_importing_worker_runs_no_subprocess_for_asyncssh() -> None:
     """asyncssh's library lookups (find_library: ldconfig, gcc, ld) are replaced while it is imported
-    (worker/libsearch.py): importing the worker starts no process, and find_library is restored."""
+    (worker/libsearch.py): importing the worker starts no process, and find_library is restored;
+    neither does the first item's subreaper set-up. asyncssh's optional X.509 support is left out."""
     import subprocess
     import sys
     code = ("import subprocess, ctypes.util\n"
@@ -460,8 +461,12 @@ def test_importing_worker_runs_no_subprocess_for_asyncssh() -> None:
             "    started.append(a[0] if a else k.get('args'))\n"
             "    orig(self, *a, **k)\n"
             "subprocess.Popen.__init__ = spy\n"
-            "import worker.cli, asyncssh.crypto.pq\n"
+            "import sys, worker.cli, asyncssh.crypto.pq\n"
+            "from worker import proctree\n"
+            "proctree.become_subreaper()\n"  # (the first item's: libc found without ldconfig)
             "assert ctypes.util.find_library is real\n"
+            "assert 'cryptography.x509' not in sys.modules, 'X.509 support imported'\n"
+            "assert sys.modules.get('asyncssh.crypto.x509', 0) is not None\n"  # (not made unimportable)
             "print(started)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

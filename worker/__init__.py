@@ -19,3 +19,15 @@ def installed_version() -> str:
         return importlib.metadata.version("ppss")
     except importlib.metadata.PackageNotFoundError:
         return __version__
+
+
+def add_version_option(parser) -> None:
+    """``--version``, its text read only when asked for (importlib.metadata costs ~6 ms a start)."""
+    import argparse
+
+    class _Version(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            print(f"{parser.prog} {installed_version()}", flush=True)  # stdout, as argparse's own
+            parser.exit()
+
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")

@@ -17,7 +17,7 @@ import contextlib
 import os
 import sys
 
-from . import installed_version
+from . import add_version_option
 from .address import parse_address
 from .engine import Worker, default_node_name, valid_node_name
 from .errors import EXIT_INTERRUPTED, JobError, PpssError, UsageError
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ppss-worker", description="Process the items of a ppss job on this node.",
         epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
+    add_version_option(p)
     p.add_argument("master", help="the job (or a jobs root: a directory of jobs, served until stopped): "
                    "ssh://[user@]host[:port]/path, or a local path")
     p.add_argument("--slots", "-s", type=int, default=os.cpu_count() or 1,

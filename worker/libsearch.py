@@ -7,7 +7,8 @@ waiting on every start of ppss-worker or ppss-console. While asyncssh is importe
 searches the linker's directories instead (``LD_LIBRARY_PATH``, ``/etc/ld.so.conf`` and its
 includes, the usual system directories) and gives the library's path, which asyncssh loads as
 it loads what find_library returns; ``find_library`` is itself again afterwards. A library
-only the linker's cache knows of is not found: asyncssh then leaves that algorithm out.
+only the linker's cache knows of is not found: asyncssh then leaves that algorithm out. Its
+optional X.509 support is left out too (``SKIPPED``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 import sysconfig
 
+SKIPPED = ("asyncssh.crypto.x509",)
 SYSTEM_DIRS = ("/lib", "/usr/lib", "/lib64", "/usr/lib64", "/usr/local/lib")
 
 
@@ -65,7 +67,15 @@ def import_asyncssh() -> None:
     import ctypes.util
     real = ctypes.util.find_library
     ctypes.util.find_library = find_lib
+    # X.509 certificates (an optional asyncssh feature, unknown to OpenSSH, unused by ppss; it
+    # also needs pyOpenSSL, which ppss does not install) cost cryptography.x509 at every start
+    # (~15 ms) before that import fails: asyncssh guards it, so leave it out.
+    blocked = [m for m in SKIPPED if m not in sys.modules]
+    sys.modules.update(dict.fromkeys(blocked))
     try:
         import asyncssh  # noqa: F401
     finally:
         ctypes.util.find_library = real
+        for m in blocked:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import ctypes.util
 import itertools
 import os
 import signal
@@ -49,7 +48,9 @@ def become_subreaper() -> bool:
         _subreaper = False
         if _PROC.is_dir() and hasattr(os, "fork"):
             try:
-                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+                # the running program's own symbols (libc among them): no find_library, which
+                # runs ldconfig (and gcc) in a subprocess
+                libc = ctypes.CDLL(None, use_errno=True)
                 _subreaper = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
             except (OSError, AttributeError):
                 _subreaper = False
