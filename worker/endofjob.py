@@ -88,12 +88,14 @@ class EndOfJob:
         # Look often while the others are finishing their last items, then less (the look
         # and the pause overlap: a master far away costs no extra round trip per look).
         waited = clock.monotonic() - self.draining_since
-        pause = asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW)
-        if full:
+        pause = asyncio.ensure_future(asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW))
+        try:
+            if not full and await self.found_finished():
+                return True  # at once: the rest of the pause was for a look that found nothing
             await pause
-            return False
-        found, _ = await asyncio.gather(self.found_finished(), pause)
-        return found
+        finally:
+            pause.cancel()
+        return False
 
     async def marked(self) -> None:
         """finished.json written (if this node found the end): awaited before the worker ends."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from .errors import ConnectError
+from .quickack import QuickAckClient
 
 CONNECT_TIMEOUT = 15.0
 KEEPALIVE_INTERVAL = 10.0
@@ -50,6 +51,7 @@ def connect_options(target: SshTarget) -> dict:
         "keepalive_interval": KEEPALIVE_INTERVAL,
         "keepalive_count_max": KEEPALIVE_COUNT,
         "encryption_algs": CIPHERS,
+        "client_factory": QuickAckClient,
     }
     if target.port:
         opts["port"] = target.port
