@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -410,6 +411,26 @@ async def test_a_fatal_error_gives_running_items_back_unrecorded(tmp_path) -> No
     again = Node(root, spec, "a", slots=2).start()
     assert await again.result() == EXIT_OK
     assert_exactly_once(job, items, recount=False)
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+async def test_a_claim_failing_half_way_leaves_no_lock_without_its_token(tmp_path, nth: int) -> None:
+    """The master refuses a token's mkdir (the second step of a claim, after the lock's): the
+    worker stops (4) and gives the whole batch back, so nothing waits for a lease to run out;
+    a restart, whose clock never moves, finishes every item exactly once."""
+    items = items_n(12)
+    root, store, spec = await make_job(tmp_path, items, command='sleep 0.2; : "$ITEM"')
+    node = Node(root, spec, "a", slots=2)
+    faulty = FaultyStore(node.store, [Fault("denied", at=nth, op="mkdir", path="locks/*/*/a@*")])
+    node.worker = Worker(faulty, spec, "a", 2, log=node.lines.append, job_path=root, clock=node.clock)
+    node.start()
+    with pytest.raises(StoreError, match="Permission denied"):
+        await node.result()
+    locks = [p for p in (Path(root) / "locks").glob("*/*") if p.is_dir()]
+    assert all(any(p.iterdir()) for p in locks), [p.name for p in locks if not any(p.iterdir())]
+    again = Node(root, spec, "a", slots=2).start()
+    assert await again.result(timeout=20) == EXIT_OK
+    assert_exactly_once(Job(root), items, recount=False)
 
 
 async def test_job_log_lines_lost_to_a_crash_are_restored_at_the_end(tmp_path) -> None:

@@ -73,7 +73,13 @@ class Claims:
         if self.make_output_dirs:
             ops += [self.store.mkdir(L.output_path(L.parse_lock_name(c.lock)[0])) for c in winners]
         ops += [self.store.remove(f"{L.RETRY_DIR}/{c.lock}") for c in winners if c.from_retry]
-        await asyncio.gather(*ops)
+        results = await asyncio.gather(*ops, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # Give the whole batch back: a lock left without its token would hold its item
+            # until the lease runs out (nobody can tell it from a claim being made).
+            await asyncio.gather(*(self.unclaim(c) for c in winners), return_exceptions=True)
+            raise failed[0]
         return [Claim(c.lock, c.item, c.from_retry) for c in winners]
 
     async def take_over(self, lock: str, old_token: str, item: bytes) -> Claim | None:
@@ -94,6 +100,12 @@ class Claims:
         await self.store.write_atomic(f"{L.RETRY_DIR}/{claim.lock}", claim.item)
         if await self.store.rmdir(self.token_path(claim.lock)):
             await self.store.rmdir(L.lock_path(claim.lock))
+
+    async def unclaim(self, c: Candidate) -> None:
+        """Give back a claim whose token may not have been made (a claim that failed half-way)."""
+        await self.store.write_atomic(f"{L.RETRY_DIR}/{c.lock}", c.item)
+        await self.store.rmdir(self.token_path(c.lock))
+        await self.store.rmdir(L.lock_path(c.lock))
 
     async def requeue(self, claim: Claim) -> str:
         """Offer the next attempt of a failed item to every node; returns its lock name."""
