@@ -76,16 +76,22 @@ class _Pipe:
             wait = due - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            self.queue.popleft()
-            self.pending -= len(data)
-            if self.pending < self.max_pending:
-                self.room.set()
-            if not data:
-                if self.writer.can_write_eof():
-                    self.writer.write_eof()
-                return
-            self.writer.write(data)
-            await self.writer.drain()
+            # Everything due by now goes out in one write (fewer wake-ups and system calls: the
+            # proxy's CPU is taken from the processes it stands between).
+            now, out = loop.time(), []
+            while self.queue and self.queue[0][0] <= now and self.queue[0][1]:
+                out.append(self.queue.popleft()[1])
+            if out:
+                self.pending -= sum(map(len, out))
+                if self.pending < self.max_pending:
+                    self.room.set()
+                self.writer.write(b"".join(out) if len(out) > 1 else out[0])
+                await self.writer.drain()
+                continue
+            self.queue.popleft()  # (the end: EOF)
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            return
 
 
 class RttProxy:

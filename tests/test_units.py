@@ -479,3 +479,11 @@ def test_the_liboqs_probe_finds_it_where_the_linker_would(tmp_path, monkeypatch)
     (tmp_path / "liboqs-fake.so.5").write_bytes(b"")
     assert find_lib("oqs-fake") == str(tmp_path / "liboqs-fake.so.5")
     assert find_lib("liboqs-fake") == str(tmp_path / "liboqs-fake.so.5")
+
+
+def test_end_of_job_looks_are_quick_in_a_small_fleet_and_bounded_in_a_large_one() -> None:
+    from worker.jobstatus import LOOK_MIN, look_pace
+    assert look_pace(1, 0.1) == look_pace(3, 0.1) == LOOK_MIN
+    assert look_pace(1_000, 0.1) == 0.1
+    for nodes in (1, 3, 10, 49, 50, 51, 200, 1_000):  # every node reads one file a look
+        assert nodes / look_pace(nodes, 0.1) <= 501, nodes

@@ -7,9 +7,9 @@ orphaned locks, never claimed) are claimed here up to the claim-ahead bound, and
 offered to every node through the retry queue.
 
 The node whose check finds the job finished writes ``finished.json`` (``{"done", "failed",
-"at"}``). The other draining nodes look for that one small file every END_CHECK and read every
-node's counters themselves only every END_FULL_CHECK, so a fleet's tail costs the master O(N)
-requests, not O(N²). Of two nodes starting to drain together, at least one reads the other's
+"at"}``). The other draining nodes look for that one small file every END_CHECK at most (more
+often in a small fleet: ``look_pace``) and read every node's counters themselves only every
+END_FULL_CHECK, so a fleet's tail costs the master O(N) requests, not O(N²). Of two nodes starting to drain together, at least one reads the other's
 final counters (each writes its status, then reads), so the last to drain always finds the end.
 """
 
@@ -24,14 +24,14 @@ from typing import Callable
 from . import layout as L
 from .claims import Candidate, Claim, Claims
 from .heartbeat import HEARTBEAT, Heartbeat
-from .jobstatus import (FINAL_STATES, FINISHED_FILE, RETRIED_FILE, NodeStatus, json_mapping, read_nodes,
-                        retried_count)
+from .jobstatus import (FINAL_STATES, FINISHED_FILE, RETRIED_FILE, NodeStatus, json_mapping, look_pace,
+                        read_nodes, retried_count)
 from .leases import Leases
 from .nodestate import NodeState
 from .reconcile import ScanResult, scan
 from .store import StoreError
 
-END_CHECK = 0.1  # how often a worker with nothing left to claim looks for finished.json,
+END_CHECK = 0.1  # how often (at most: look_pace) a worker with nothing left to claim looks for finished.json,
 END_CHECK_FAST_FOR = 2.0  # during the first seconds of waiting,
 END_CHECK_SLOW = 1.0  # and after that;
 END_FULL_CHECK = 2.0  # how often it reads every node's counters itself (and scans when they fall short)
@@ -88,7 +88,9 @@ class EndOfJob:
         # Look often while the others are finishing their last items, then less (the look
         # and the pause overlap: a master far away costs no extra round trip per look).
         waited = clock.monotonic() - self.draining_since
-        pause = asyncio.ensure_future(asyncio.sleep(END_CHECK if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW))
+        fleet = len(self.node_names) if self.node_names is not None else 1 << 20  # (unknown: the slowest)
+        every = look_pace(fleet, END_CHECK) if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW
+        pause = asyncio.ensure_future(asyncio.sleep(every))
         try:
             if not full and await self.found_finished():
                 return True  # at once: the rest of the pause was for a look that found nothing

@@ -17,14 +17,14 @@ from typing import Callable
 
 from . import layout as L
 from .jobspec import JobSpec
-from .jobstatus import FINAL_STATES, NodeStatus, read_named_nodes, read_nodes
+from .jobstatus import FINAL_STATES, NodeStatus, look_pace, read_named_nodes, read_nodes
 from .joblog import JobLog
 from .reconcile import iter_items
 from .store import Store
 
 SUSPECT = f"{L.TMP_DIR}/joblog-suspect"
 GONE_AFTER = 3.0  # a node silent this long (three heartbeats) writes no more lines
-QUIET_POLL = 0.1  # how often the first nodes to end look for the others' final status
+QUIET_POLL = 0.1  # how often (at most: look_pace) the first nodes to end look for the others' final status
 FINAL_EVENTS = ("done", "failed")
 
 
@@ -57,7 +57,7 @@ async def others_quiet(store: Store, node: str, now: Callable[[], float] | None 
         if waited >= GONE_AFTER + 2:
             return None
         working = {n.name for n in others if not quiet(n)}
-        pause = QUIET_POLL if waited < 1.0 else 1.0
+        pause = look_pace(len(others) + 1, QUIET_POLL) if waited < 1.0 else 1.0
         await asyncio.sleep(pause)
         waited += pause
 

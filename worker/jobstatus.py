@@ -25,6 +25,14 @@ RETRIED_FILE = "retried.json"    # {"count": N}: failed records moved to history
 NODE_STATES = ("starting", "running", "paused", "suspended", "stopping", "stopped", "finished",
                "error", "lost")
 FINAL_STATES = ("stopped", "finished")
+LOOK_MIN = 0.02  # at the end of a job, nodes look for what the others write at most this often,
+LOOK_PER_NODE = 0.002  # and less often in a larger fleet: at most ~500 files read per second in all
+
+
+def look_pace(nodes: int, most: float) -> float:
+    """Seconds between two looks at the other nodes' end-of-job files (finished.json, their
+    final status): quick in a small fleet, bounded in a large one."""
+    return min(most, max(LOOK_MIN, LOOK_PER_NODE * nodes))
 
 
 @dataclass(frozen=True)
