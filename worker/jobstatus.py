@@ -26,12 +26,13 @@ NODE_STATES = ("starting", "running", "paused", "suspended", "stopping", "stoppe
                "error", "lost")
 FINAL_STATES = ("stopped", "finished")
 LOOK_MIN = 0.02  # at the end of a job, nodes look for what the others write at most this often,
-LOOK_PER_NODE = 0.002  # and less often in a larger fleet: at most ~500 files read per second in all
+LOOK_PER_NODE = 0.002  # less often in a larger fleet (~500 files read a second in all)
 
 
 def look_pace(nodes: int, most: float) -> float:
     """Seconds between two looks at the other nodes' end-of-job files (finished.json, their
-    final status): quick in a small fleet, bounded in a large one."""
+    final status): quick in a small fleet, where the looks cost the master little; from
+    ``most / LOOK_PER_NODE`` nodes on, every ``most`` seconds (a large fleet's tail as before)."""
     return min(most, max(LOOK_MIN, LOOK_PER_NODE * nodes))
 
 
