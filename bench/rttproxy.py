@@ -34,64 +34,103 @@ import time
 CHUNK = 256 * 1024
 
 
-class _Pipe:
-    """One direction of one connection: reader -> delayed FIFO -> writer."""
+class _Direction:
+    """One direction of one connection: bytes read from ``src`` are written to ``dst`` ``delay``
+    seconds later, in order. Protocol callbacks and one timer, no task per chunk: the proxy's
+    CPU is taken from the processes it stands between, on the same CPUs."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
-                 max_pending: int) -> None:
-        self.reader, self.writer = reader, writer
-        self.delay, self.max_pending = delay, max_pending
-        self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, max_pending: int, on_done) -> None:
+        self.loop, self.delay, self.max_pending, self.on_done = loop, delay, max_pending, on_done
+        self.queue: collections.deque[tuple[float, bytes | None]] = collections.deque()  # None: EOF
         self.pending = 0
-        self.peak = 0                  # most bytes ever queued (the bound holds: <= max + CHUNK)
-        self.more = asyncio.Event()    # something queued
-        self.room = asyncio.Event()    # the queue is below its bound
-        self.room.set()
+        self.peak = 0  # most bytes ever held: queued here + the writer's buffer (<= max + CHUNK)
+        self.src: asyncio.Transport | None = None
+        self.dst: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.paused = False
+        self.ended = False
 
-    async def pump_in(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                await self.room.wait()
-                data = await self.reader.read(CHUNK)
-                self.queue.append((loop.time() + self.delay, data))
-                self.pending += len(data)
-                self.peak = max(self.peak, self.pending)
-                if self.pending >= self.max_pending:
-                    self.room.clear()
-                self.more.set()
-                if not data:
-                    return
-        except (ConnectionError, OSError):
-            self.queue.append((loop.time(), b""))
-            self.more.set()
+    def held(self) -> int:
+        return self.pending + (self.dst.get_write_buffer_size() if self.dst else 0)
 
-    async def pump_out(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self.queue:
-                self.more.clear()
-                await self.more.wait()
-            due, data = self.queue[0]
-            wait = due - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            # Everything due by now goes out in one write (fewer wake-ups and system calls: the
-            # proxy's CPU is taken from the processes it stands between).
-            now, out = loop.time(), []
-            while self.queue and self.queue[0][0] <= now and self.queue[0][1]:
-                out.append(self.queue.popleft()[1])
-            if out:
-                self.pending -= sum(map(len, out))
-                if self.pending < self.max_pending:
-                    self.room.set()
-                self.writer.write(b"".join(out) if len(out) > 1 else out[0])
-                await self.writer.drain()
-                continue
-            self.queue.popleft()  # (the end: EOF)
-            if self.writer.can_write_eof():
-                self.writer.write_eof()
+    def feed(self, data: bytes | None) -> None:
+        if self.ended or (self.queue and self.queue[-1][1] is None):
             return
+        self.queue.append((self.loop.time() + self.delay, data))
+        if data:
+            self.pending += len(data)
+            self.peak = max(self.peak, self.held())
+            if self.held() >= self.max_pending and not self.paused and self.src is not None:
+                self.src.pause_reading()
+                self.paused = True
+        if self.timer is None and self.dst is not None:
+            self.timer = self.loop.call_at(self.queue[0][0], self.flush)
+
+    def flush(self) -> None:
+        """Write everything due by now in one go; then wait for the next due chunk."""
+        self.timer = None
+        if self.ended or self.dst is None:
+            return
+        now, out = self.loop.time(), []
+        while self.queue and self.queue[0][0] <= now:
+            _, data = self.queue.popleft()
+            if data is None:
+                self._write(out)
+                if self.dst.can_write_eof():
+                    self.dst.write_eof()
+                self.end()
+                return
+            out.append(data)
+        self._write(out)
+        if self.queue:
+            self.timer = self.loop.call_at(self.queue[0][0], self.flush)
+        self.maybe_resume()
+
+    def _write(self, out: list[bytes]) -> None:
+        if out:
+            self.pending -= sum(map(len, out))
+            self.dst.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def maybe_resume(self) -> None:
+        if self.paused and self.held() < self.max_pending and self.src is not None and not self.ended:
+            self.src.resume_reading()
+            self.paused = False
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            if self.timer:
+                self.timer.cancel()
+            self.queue.clear()
+            self.on_done()
+
+
+class _End(asyncio.Protocol):
+    """One socket of a proxied connection: what it reads goes out through ``out``; ``into``
+    writes to it."""
+
+    def __init__(self, out: _Direction, into: _Direction, on_lost) -> None:
+        self.out, self.into, self.on_lost = out, into, on_lost
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.out.src, self.into.dst = transport, transport
+
+    def data_received(self, data: bytes) -> None:
+        self.out.feed(data)
+
+    def eof_received(self) -> bool:
+        self.out.feed(None)
+        return True  # half-closed: the other direction goes on
+
+    def resume_writing(self) -> None:
+        self.into.maybe_resume()
+
+    def connection_lost(self, exc) -> None:
+        self.out.feed(None)
+        self.into.end()  # (nothing more can be written to it)
+        self.on_lost(self)
 
 
 class RttProxy:
@@ -104,55 +143,55 @@ class RttProxy:
         self.max_pending, self.max_seconds = max_pending, max_seconds
         self.port = 0
         self.connections = 0            # accepted so far
-        self.peak_pending = 0           # most bytes queued in one direction of one connection
+        self._directions: list[_Direction] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._ends: set[_End] = set()
+
+    @property
+    def peak_pending(self) -> int:
+        """Most bytes held for one direction of one connection (queued + being written)."""
+        return max((d.peak for d in self._directions), default=0)
 
     # -- the proxy itself ------------------------------------------------------------------
-    async def _handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+    def _accept(self) -> _End:
+        """A client connected: connect to the target; the client is not read until then."""
+        loop = asyncio.get_running_loop()
         self.connections += 1
-        me = asyncio.current_task()
-        self._tasks.add(me)
-        try:
-            s_reader, s_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            c_writer.close()
-            self._tasks.discard(me)
-            return
-        up = _Pipe(c_reader, s_writer, self.delay, self.max_pending)
-        down = _Pipe(s_reader, c_writer, self.delay, self.max_pending)
-        tasks = [asyncio.ensure_future(t) for t in (up.pump_in(), up.pump_out(), down.pump_in(), down.pump_out())]
-        self._tasks.update(tasks)
-        peak = asyncio.ensure_future(self._watch_peak(up, down))
-        tasks.append(peak)
-        try:
-            # Done when both directions have delivered their EOF, or a write fails.
-            outs = {tasks[1], tasks[3]}
-            while outs:
-                done, _ = await asyncio.wait(outs, return_when=asyncio.FIRST_COMPLETED)
-                outs -= done
-                if any(t.exception() for t in done if not t.cancelled()):
-                    break
-        except asyncio.CancelledError:
-            pass
-        finally:
-            for t in tasks:
-                t.cancel()
-                self._tasks.discard(t)
-            for w in (c_writer, s_writer):
-                w.close()
-            self._tasks.discard(me)
+        ends: list[_End] = []
 
-    async def _watch_peak(self, *pipes: _Pipe) -> None:
-        while True:
-            self.peak_pending = max(self.peak_pending, *(p.peak for p in pipes))
-            await asyncio.sleep(0.05)
+        def done() -> None:  # a direction delivered its EOF (or cannot deliver any more)
+            if up.ended and down.ended:
+                for e in ends:
+                    if e.transport is not None:
+                        e.transport.close()
+
+        up = _Direction(loop, self.delay, self.max_pending, done)
+        down = _Direction(loop, self.delay, self.max_pending, done)
+        self._directions += [up, down]
+        client = _End(up, down, self._ends.discard)
+        ends.append(client)
+        self._ends.add(client)
+
+        async def connect() -> None:
+            try:
+                _, server = await loop.create_connection(lambda: _End(down, up, self._ends.discard), *self.target)
+            except OSError:
+                if client.transport is not None:
+                    client.transport.close()
+                return
+            ends.append(server)
+            self._ends.add(server)
+            if up.queue and up.timer is None:  # what the client sent meanwhile
+                up.timer = loop.call_at(up.queue[0][0], up.flush)
+
+        loop.create_task(connect())
+        return client
 
     async def serve(self, ready: threading.Event | None = None) -> None:
         self._stopped = asyncio.Event()
-        server = await asyncio.start_server(self._handle, *self.listen)
+        server = await asyncio.get_running_loop().create_server(self._accept, *self.listen)
         self.port = server.sockets[0].getsockname()[1]
         if ready is not None:
             ready.set()
@@ -161,11 +200,11 @@ class RttProxy:
         except asyncio.TimeoutError:
             pass
         server.close()
-        pending = list(self._tasks)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        for e in list(self._ends):
+            if e.transport is not None:
+                e.transport.abort()
         await server.wait_closed()
+        await asyncio.sleep(0)  # (connection_lost callbacks)
 
     # -- in a thread -------------------------------------------------------------------------
     def start(self) -> "RttProxy":
