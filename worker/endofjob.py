@@ -25,7 +25,7 @@ from . import layout as L
 from .claims import Candidate, Claim, Claims
 from .heartbeat import HEARTBEAT, Heartbeat
 from .jobstatus import (FINAL_STATES, FINISHED_FILE, RETRIED_FILE, NodeStatus, json_mapping, look_pace,
-                        read_nodes, retried_count)
+                        node_entries, read_nodes, retried_count)
 from .leases import Leases
 from .nodestate import NodeState
 from .reconcile import ScanResult, scan
@@ -74,14 +74,17 @@ class EndOfJob:
         # A check that scanned and left work (items taken back, locks unresolved) goes on at the
         # look's pace; otherwise finished.json says the end, and a full check is a fallback.
         full = self.rescan or clock.monotonic() - self.last_check >= END_FULL_CHECK
+        listed = None
         if not st.draining or mine != self.counted:  # (items taken back since the last check)
             if not st.draining:
                 st.draining, self.draining_since = True, clock.monotonic()
-            await self.heartbeat.write()  # our final counters, for the others' end check
+            # Our final counters, for the others' end check; nodes/ is listed meanwhile (the
+            # files are read once ours is written: of two nodes ending together, one sees the other's).
+            _, listed = await asyncio.gather(self.heartbeat.write(), node_entries(st.store))
             full, self.counted = True, mine
         if full:
             self.last_check = clock.monotonic()
-            if await self.check():
+            if await self.check(listed):
                 # finished.json goes out while the worker writes its final status (engine.run)
                 self.marking = asyncio.ensure_future(self.mark_finished())
                 return True
@@ -126,10 +129,11 @@ class EndOfJob:
         except StoreError as exc:  # the others find the end by their own checks
             st.log(f"finished.json not written: {exc}")
 
-    async def check(self) -> bool:
-        """Is every item finished? If not, take what nobody will finish (lost, orphaned, dropped)."""
+    async def check(self, listed: list | None = None) -> bool:
+        """Is every item finished? If not, take what nobody will finish (lost, orphaned, dropped).
+        ``listed``: nodes/ listed already (node_entries)."""
         st = self.st
-        nodes, retried = await asyncio.gather(read_nodes(st.store, self.heartbeat.master_now()),
+        nodes, retried = await asyncio.gather(read_nodes(st.store, self.heartbeat.master_now(), listed),
                                               st.store.read(RETRIED_FILE))  # (one round trip)
         self.node_names = [n.name for n in nodes]
         others = [n for n in nodes if n.name != st.node]

@@ -183,9 +183,16 @@ async def read_control(store: Store) -> Control:
     return parse_control(data or b"", store.where(L.CONTROL_FILE))
 
 
-async def read_nodes(store: Store, now: float | None = None) -> list[NodeStatus]:
+async def node_entries(store: Store) -> list:
+    """The status files in nodes/ (their entries: names and mtimes)."""
     entries = await store.scandir(L.NODES_DIR) or []
-    entries = [e for e in entries if e.name.endswith(".json") and not e.is_dir]
+    return [e for e in entries if e.name.endswith(".json") and not e.is_dir]
+
+
+async def read_nodes(store: Store, now: float | None = None, entries: list | None = None) -> list[NodeStatus]:
+    """Every node's status; ``entries``: from a listing made before (node_entries)."""
+    if entries is None:
+        entries = await node_entries(store)
     if now is None:
         now = await store.now()
     blobs = await asyncio.gather(*(store.read(f"{L.NODES_DIR}/{e.name}") for e in entries))
