@@ -53,6 +53,7 @@ class Claimer:
         self.latency = 0.0  # how long finding and claiming a batch takes (smoothed), s
         self.missed = False  # the last batch won nothing: look ahead (``candidates``)
         self.spare: list[Candidate] = []  # free candidates found by looking ahead, not yet tried
+        self.drain_look: list[Candidate] | None = None  # found while the end of the job was looked for
         self.gate: asyncio.Future | None = None  # claim (or end) only once this is done
 
     def note_finished(self) -> None:
@@ -103,7 +104,10 @@ class Claimer:
                 await st.wait_kick(HEARTBEAT)
                 continue
             began, probing = st.clock.monotonic(), self.missed
-            candidates = await self.candidates(want)
+            if self.drain_look is not None:  # (looked for meanwhile: no second look)
+                candidates, self.drain_look = self.drain_look[:want], (self.drain_look[want:] or None)
+            else:
+                candidates = await self.candidates(want)
             if self.gate is not None:  # the worker's first status write (engine.start)
                 await self.gate
                 self.gate = None
@@ -114,10 +118,15 @@ class Claimer:
                 if not probing:
                     took = st.clock.monotonic() - began
                     self.latency += LATENCY_SMOOTH * (took - self.latency)
-            elif await end.nothing_to_claim():
+            elif await end.nothing_to_claim(self.look_while_draining):
                 st.finished = True
                 st.kick()
                 return
+
+    async def look_while_draining(self) -> None:
+        """The next look for work (items given back, offered by an end check), made while the
+        end of the job is looked for: one round trip per look instead of two in a row."""
+        self.drain_look = await self.candidates(max(1, self.room()))
 
     async def candidates(self, want: int) -> list[Candidate]:
         """The next ``want`` candidates. After a batch that won nothing (we are going through

@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 import secrets
-from typing import Callable
+from typing import Awaitable, Callable
 
 from . import layout as L
 from .claims import Candidate, Claim, Claims
@@ -55,8 +55,9 @@ class EndOfJob:
         self.last_recovery = 0.0
         self.last_full_scan = st.clock.monotonic()  # while others are busy: a full check per lease
 
-    async def nothing_to_claim(self) -> bool:
-        """Called when the sweeper found nothing: wait a little; True once the job is finished."""
+    async def nothing_to_claim(self, look: Callable[[], Awaitable[None]] | None = None) -> bool:
+        """Called when the sweeper found nothing: wait a little; True once the job is finished.
+        ``look``: the claimer's next look for work, made during the pause while draining."""
         st, clock = self.st, self.st.clock
         if st.spec.watch:
             # A watched job ends only when stopped; meanwhile recover what lost nodes left.
@@ -94,12 +95,18 @@ class EndOfJob:
         fleet = len(self.node_names) if self.node_names is not None else 1 << 20  # (unknown: the slowest)
         every = look_pace(fleet, END_CHECK) if waited < END_CHECK_FAST_FOR else END_CHECK_SLOW
         pause = asyncio.ensure_future(asyncio.sleep(every))
+        looking = asyncio.ensure_future(look()) if look is not None and not full else None
         try:
             if not full and await self.found_finished():
                 return True  # at once: the rest of the pause was for a look that found nothing
             await pause
+            if looking is not None:
+                await looking
         finally:
             pause.cancel()
+            if looking is not None and not looking.done():
+                looking.cancel()
+                await asyncio.gather(looking, return_exceptions=True)
         return False
 
     async def marked(self) -> None:
