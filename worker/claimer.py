@@ -108,13 +108,15 @@ class Claimer:
                 candidates, self.drain_look = self.drain_look[:want], (self.drain_look[want:] or None)
             else:
                 candidates = await self.candidates(want)
-            if self.gate is not None:  # the worker's first status write (engine.start)
-                await self.gate
-                self.gate = None
+            # The worker's first status write (engine.start): no token of ours on the master
+            # before it (the locks may be made meanwhile), no end check either.
+            gate, self.gate = self.gate, None
+            if gate is not None and not candidates:
+                await gate
             st.exhausted = not candidates
             if candidates:
                 st.draining = False
-                await self.claim(candidates)
+                await self.claim(candidates, gate)
                 if not probing:
                     took = st.clock.monotonic() - began
                     self.latency += LATENCY_SMOOTH * (took - self.latency)
@@ -151,8 +153,10 @@ class Claimer:
                 self.spare = free[want:]
                 return free[:want]
 
-    async def claim(self, candidates: list[Candidate]) -> None:
-        won = await self.claims.claim(candidates)
+    async def claim(self, candidates: list[Candidate], gate: asyncio.Future | None = None) -> None:
+        won = await self.claims.claim(candidates, gate)
+        if gate is not None:
+            await gate  # (also when nothing was won: awaited once, before anything else)
         self.missed = not won
         self.sweeper.note_busy(candidates, {c.lock for c in won})
         if won:

@@ -51,8 +51,10 @@ class Claims:
     def token_path(self, lock: str, token: str | None = None) -> str:
         return f"{L.lock_path(lock)}/{token or self.token}"
 
-    async def claim(self, candidates: list[Candidate]) -> list[Claim]:
-        """Try to claim every candidate (pipelined); return the ones this node won."""
+    async def claim(self, candidates: list[Candidate], before_tokens=None) -> list[Claim]:
+        """Try to claim every candidate (pipelined); return the ones this node won.
+        ``before_tokens``: awaited between the locks and the tokens (the worker's first status
+        write: a token must not appear before its run's status file)."""
         if not candidates:
             return []
         won = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates),
@@ -69,6 +71,13 @@ class Claims:
                 raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
                                  f"{await refused_mkdir(self.store)}")
             return []
+        if before_tokens is not None:
+            try:
+                await before_tokens
+            except BaseException:  # (our locks, no token yet: nothing else to undo)
+                await asyncio.gather(*(self.store.rmdir(L.lock_path(c.lock)) for c in winners),
+                                     return_exceptions=True)
+                raise
         ops = [self.store.mkdir(self.token_path(c.lock)) for c in winners]
         if self.make_output_dirs:
             ops += [self.store.mkdir(L.output_path(L.parse_lock_name(c.lock)[0])) for c in winners]

@@ -125,8 +125,8 @@ class Worker:
         st = self.st
         # one round trip: our previous status, control.yaml, the job root's modes (for our files)
         await asyncio.gather(self.leases.recover_own(), self.control.poll(), st.store.modes())
-        # Our status file goes out while the claimer reads the item list; it claims nothing
-        # before the status is on the master (the claimer's gate).
+        # Our status file goes out while the claimer reads the item list (and makes its first
+        # locks); no token of this run goes on the master before the status (the claimer's gate).
         first = self.claimer.gate = asyncio.ensure_future(self.heartbeat.write())
         claiming = asyncio.create_task(self.claimer.loop(self.end))
         try:

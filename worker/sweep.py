@@ -85,6 +85,16 @@ class Sweeper:
         self.pos = 0
         self.jumps = 0
 
+    async def _take_first_chunk(self) -> None:
+        if self.current_chunk is not None or not self.order:
+            return
+        index = self.order[0]
+        self.taken.add(index)
+        won, data = await asyncio.gather(self.store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(index)}"),
+                                         self.store.read(L.chunk_path(index)))
+        if won:
+            self._use_chunk(index, data)
+
     async def _next_chunk(self) -> bool:
         if self.current_chunk is not None:
             if not self.abandoned:  # an abandoned chunk is its sweeper's to mark
@@ -158,8 +168,10 @@ class Sweeper:
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
         if not self.markers_read and not self.exhausted:
-            # The first call: the retry queue and the chunk markers in one round trip.
-            out, _ = await asyncio.gather(self.retry_candidates(want), self._refresh_markers())
+            # The first call: the retry queue, the chunk markers and (a guess: usually free) our
+            # first chunk, taken and read, in one round trip.
+            out, _, _ = await asyncio.gather(self.retry_candidates(want), self._refresh_markers(),
+                                             self._take_first_chunk())
         else:
             out = await self.retry_candidates(want)
         while len(out) < want and not self.exhausted:
