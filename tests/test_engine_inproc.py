@@ -533,3 +533,37 @@ async def test_the_last_node_waits_for_a_silent_one_then_checks(tmp_path) -> Non
 async def test_a_node_ending_after_all_others_checks_at_once(tmp_path) -> None:
     _, _, task = await _quiet_setup(tmp_path, "finished")
     assert task.done() and [n.name for n in task.result()] == ["b"]
+
+
+class RecordingStore(FaultyStore):
+    """No faults: the order in which operations start and end."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner, [])
+        self.events: list[tuple[str, str, str]] = []
+
+    async def _do(self, op: str, path: str, *args):
+        self.events.append(("start", op, path))
+        try:
+            return await super()._do(op, path, *args)
+        finally:
+            self.events.append(("end", op, path))
+
+
+async def test_no_token_of_a_run_goes_out_before_its_status_file(tmp_path) -> None:
+    """The first locks may be made while the first status is written, never a token: another
+    node must never find a claim of a run the master has no status file for."""
+    import fnmatch
+    items = items_n(6)
+    root, store, spec = await make_job(tmp_path, items)
+    node = Node(root, spec, "a", slots=2)
+    rec = RecordingStore(node.store)
+    node.worker = Worker(rec, spec, "a", 2, log=node.lines.append, job_path=root, clock=node.clock)
+    node.start()
+    assert await node.result() == EXIT_OK
+    ev = rec.events
+    status_written = ev.index(("end", "replace", L.status_path("a")))
+    first_token = next(i for i, (kind, op, path) in enumerate(ev)
+                       if kind == "start" and op == "mkdir" and fnmatch.fnmatch(path, "locks/*/*/a@*"))
+    assert status_written < first_token, ev[:first_token + 1]
+    assert_exactly_once(Job(root), items, recount=False)
