@@ -536,15 +536,18 @@ async def test_a_node_ending_after_all_others_checks_at_once(tmp_path) -> None:
 
 
 class RecordingStore(FaultyStore):
-    """No faults: the order in which operations start and end."""
+    """No faults: the order in which operations start and end; ``slow`` ops (op, path) take 0.3 s."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, slow: tuple[str, str] | None = None) -> None:
         super().__init__(inner, [])
         self.events: list[tuple[str, str, str]] = []
+        self.slow = slow
 
     async def _do(self, op: str, path: str, *args):
         self.events.append(("start", op, path))
         try:
+            if (op, path) == self.slow:
+                await asyncio.sleep(0.3)
             return await super()._do(op, path, *args)
         finally:
             self.events.append(("end", op, path))
@@ -557,7 +560,7 @@ async def test_no_token_of_a_run_goes_out_before_its_status_file(tmp_path) -> No
     items = items_n(6)
     root, store, spec = await make_job(tmp_path, items)
     node = Node(root, spec, "a", slots=2)
-    rec = RecordingStore(node.store)
+    rec = RecordingStore(node.store, slow=("replace", L.status_path("a")))  # (a master far away)
     node.worker = Worker(rec, spec, "a", 2, log=node.lines.append, job_path=root, clock=node.clock)
     node.start()
     assert await node.result() == EXIT_OK
@@ -566,4 +569,7 @@ async def test_no_token_of_a_run_goes_out_before_its_status_file(tmp_path) -> No
     first_token = next(i for i, (kind, op, path) in enumerate(ev)
                        if kind == "start" and op == "mkdir" and fnmatch.fnmatch(path, "locks/*/*/a@*"))
     assert status_written < first_token, ev[:first_token + 1]
+    first_lock = next(i for i, (kind, op, path) in enumerate(ev)
+                      if kind == "start" and op == "mkdir" and fnmatch.fnmatch(path, "locks/*/*") and "@" not in path)
+    assert first_lock < status_written  # (the locks did not wait for it)
     assert_exactly_once(Job(root), items, recount=False)
