@@ -222,10 +222,12 @@ async def check_node(conn, node: NodeSpec, cluster: Cluster, version: str) -> tu
     pkgs = dict(p.split("==", 1) for p in info.get("venv_pkgs", "").split() if "==" in p)
     deployed = pkgs.get("ppss")
     if not deployed:
-        raise NodeFailure(f"no worker deployed in {info['dir']}: run ppss-console deploy")
+        raise NodeFailure(f"no worker deployed in {info['dir']}: run ppss-console deploy",
+                          "no worker deployed: run ppss-console deploy")
     if deployed != version:
         raise NodeFailure(f"worker {deployed} in {info['dir']} is not this console's {version}: "
-                          "run ppss-console deploy")
+                          "run ppss-console deploy",
+                          f"worker {deployed} is not this console's {version}: run ppss-console deploy")
     found.append(f"worker {deployed}")
     f = await node_master_check(conn, node, cluster, need_job=True)
     if f.failures:
