@@ -380,10 +380,10 @@ async def deploy_node(conn, node: NodeSpec, cluster: Cluster, payload: Payload, 
         code, out, err = await run_script(conn, autostart_script(d, payload.job_hash))
         cron = parse_kv(out).get("cron", "failed")
         if cron in ("missing", "failed"):
-            why = (f"{word}, but --autostart is NOT set up: no crontab command on this node (install cron, "
-                   "or start workers with ppss-console start)" if cron == "missing" else
-                   f"{word}, but --autostart failed: crontab refused the new line")
-            raise NodeFailure(why.replace(word, f"{word} ({detail})", 1), why)
+            problem = ("--autostart is NOT set up: no crontab command on this node (install cron, or start "
+                       "workers with ppss-console start)" if cron == "missing" else
+                       "--autostart failed: crontab refused the new line")
+            raise NodeFailure(f"{word} ({detail}), but {problem}", f"{word}, but {problem}")
         detail += "; autostart @reboot " + ("already set" if cron == "present" else "added")
     return word, detail
 

@@ -91,8 +91,6 @@ async def run(args: argparse.Namespace) -> int:
         data, job_path = await find_job(store, address, args.wait, log or event.say)
         if data is None:
             return await serve_root(store, address, node, args, log, event)
-        if isinstance(job_path, BaseException):
-            raise job_path
         spec = JobSpec.from_yaml(data, store.where(L.JOB_FILE))
         transfer, files = await make_transfer(store, spec, job_path, args, event,
                                               args.work_dir or default_work_root(address.display()))

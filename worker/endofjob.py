@@ -9,8 +9,9 @@ offered to every node through the retry queue.
 The node whose check finds the job finished writes ``finished.json`` (``{"done", "failed",
 "at"}``). The other draining nodes look for that one small file every END_CHECK at most (more
 often in a small fleet: ``look_pace``) and read every node's counters themselves only every
-END_FULL_CHECK, so a fleet's tail costs the master O(N) requests, not O(N²). Of two nodes starting to drain together, at least one reads the other's
-final counters (each writes its status, then reads), so the last to drain always finds the end.
+END_FULL_CHECK, so a fleet's tail costs the master O(N) requests, not O(N²). Of two nodes
+starting to drain together, at least one reads the other's final counters (each writes its
+status, then reads), so the last to drain always finds the end.
 """
 
 from __future__ import annotations

@@ -86,14 +86,18 @@ class Sweeper:
         self.jumps = 0
 
     async def _take_first_chunk(self) -> None:
-        if self.current_chunk is not None or not self.order:
-            return
-        index = self.order[0]
+        if self.current_chunk is None and self.order:
+            await self._take_chunk(self.order[0])
+
+    async def _take_chunk(self, index: int) -> bool:
+        """Take the chunk and read it in one round trip (a chunk lost to another node was read
+        for nothing: rare, the nodes start on different chunks); True if it is ours."""
         self.taken.add(index)
         won, data = await asyncio.gather(self.store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(index)}"),
                                          self.store.read(L.chunk_path(index)))
         if won:
             self._use_chunk(index, data)
+        return won
 
     async def _next_chunk(self) -> bool:
         if self.current_chunk is not None:
@@ -106,15 +110,7 @@ class Sweeper:
             if not self.taken and not self.markers_read:
                 await self._refresh_markers()
             for index in self.order:
-                if index in self.taken:
-                    continue
-                self.taken.add(index)
-                # Take the chunk and read it in one round trip (a chunk lost to another node
-                # was read for nothing: rare, the nodes start on different chunks).
-                won, data = await asyncio.gather(self.store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(index)}"),
-                                                 self.store.read(L.chunk_path(index)))
-                if won:
-                    self._use_chunk(index, data)
+                if index not in self.taken and await self._take_chunk(index):
                     return True
             self.helping = True
         await self._refresh_markers()
