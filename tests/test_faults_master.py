@@ -223,3 +223,33 @@ def test_a_worker_started_on_a_full_master_says_so(ssh_cluster: SshCluster, make
     job.start("w1", 2)
     job.wait_ok("w1", 60)
     assert_exactly_once(job, items)
+
+
+@pytest.mark.parametrize("kind", ["local", "sftp"])
+async def test_an_append_that_does_not_fit_is_cut_back(ssh_cluster: SshCluster, small_master, tmp_path: Path,
+                                                       kind: str) -> None:
+    """A full disk makes the server write part of an append and fail (sftp-server's "short
+    write", a short os.write): the part is cut off, so the next append does not glue a line to
+    half a line (the job log, the watched items)."""
+    from worker.address import parse_address
+    from worker.appendfile import AppendFile
+    from worker.store import LocalStore, StoreError, open_store
+
+    master = small_master(tmp_path / "master", "1m")
+    (master / "log").write_bytes(b'{"line": 1}\n')
+    filler = master / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k", "count=200"], capture_output=True)
+    if kind == "local":
+        store = LocalStore(str(master))
+    else:
+        address = parse_address(ssh_cluster.master.url(str(master)))
+        store = await open_store(address, str(ssh_cluster.identity), str(ssh_cluster.known_hosts))
+    async with store:
+        log = AppendFile(store, "log", b"\n")
+        await log.append(b'{"line": 2}\n')
+        with pytest.raises(StoreError, match=r"/log: no space left on the master$"):
+            await log.append(b'{"big": "' + b"x" * 600_000 + b'"}\n')
+        assert (master / "log").read_bytes() == b'{"line": 1}\n{"line": 2}\n'
+        filler.unlink()
+        await log.append(b'{"line": 3}\n')
+    assert (master / "log").read_bytes() == b'{"line": 1}\n{"line": 2}\n{"line": 3}\n'

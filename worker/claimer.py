@@ -13,6 +13,7 @@ from typing import Callable
 from collections import deque
 
 from . import layout as L
+from .appendfile import AppendFile
 from .claims import Candidate, Claim, Claims
 from .endofjob import EndOfJob
 from .heartbeat import HEARTBEAT
@@ -55,6 +56,7 @@ class Claimer:
         self.spare: list[Candidate] = []  # free candidates found by looking ahead, not yet tried
         self.drain_look: list[Candidate] | None = None  # found while the end of the job was looked for
         self.gate: asyncio.Future | None = None  # claim (or end) only once this is done
+        self.watched = AppendFile(st.store, f"{L.ITEMS_DIR}/{L.WATCH_PREFIX}{st.node}", b"\0")
 
     def note_finished(self) -> None:
         now = self.st.clock.monotonic()
@@ -170,5 +172,5 @@ class Claimer:
                and c.item in self.sweeper.watch_known}
         mine = [c.item for c in won if c.item in new]
         if mine:
-            await self.st.store.append(f"{L.ITEMS_DIR}/{L.WATCH_PREFIX}{self.st.node}", L.encode_chunk(mine))
+            await self.watched.append(L.encode_chunk(mine))
             self.st.counters.added += len(mine)

@@ -1,4 +1,4 @@
-"""This node's job log: one JSON line per event (``log/<node>.jsonl``), appended in batches."""
+"""This node's job log: one JSON line per event (``joblog/<node>.jsonl``), appended in batches."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from . import layout as L
+from .appendfile import AppendFile
 from .clock import Clock, wait_event
 from .errors import PpssError
 from .store import Store
@@ -16,9 +17,9 @@ JOBLOG_FLUSH = 0.5
 
 class JobLog:
     def __init__(self, store: Store, node: str, clock: Clock) -> None:
-        self.store, self.node, self.clock = store, node, clock
+        self.node, self.clock = node, clock
+        self.file = AppendFile(store, L.joblog_path(node), b"\n")
         self.buffer: list[str] = []
-        self.started = False  # appended to the file yet (this run)
         self.kick = asyncio.Event()
 
     def write(self, event: dict) -> None:
@@ -31,18 +32,7 @@ class JobLog:
     async def flush(self) -> None:
         if self.buffer:
             data, self.buffer = "".join(self.buffer).encode(), []
-            if not self.started:
-                data = await self.mend() + data
-            await self.store.append(L.joblog_path(self.node), data)
-            self.started = True
-
-    async def mend(self) -> bytes:
-        """A line torn by a crash of an earlier run stays a line of its own (readers skip it)."""
-        entry = await self.store.stat(L.joblog_path(self.node))
-        if not entry or not entry.size:
-            return b""
-        last = await self.store.read_range(L.joblog_path(self.node), entry.size - 1, 1)
-        return b"" if last in (b"\n", None, b"") else b"\n"
+            await self.file.append(data)
 
     async def flush_quietly(self, log) -> None:
         """On the way out after an error: flush what we can, say what we could not."""

@@ -85,6 +85,7 @@ class JobView(Store):
 
     async def append(self, rel, data, mode=None):
         return await self.parent.append(self._p(rel), data, (await self.modes())[1] if mode is None else mode)
+    async def truncate(self, rel, size): return await self.parent.truncate(self._p(rel), size)
     async def overwrite(self, rel, data): return await self.parent.overwrite(self._p(rel), data)
     async def scandir(self, rel): return await self.parent.scandir(self._p(rel))
     async def stat(self, rel): return await self.parent.stat(self._p(rel))

@@ -125,6 +125,9 @@ class Store(ABC):
     @abstractmethod
     async def append(self, rel: str, data: bytes, mode: int | None = None) -> None: ...
     @abstractmethod
+    async def truncate(self, rel: str, size: int) -> None:
+        """Cut ``rel`` to ``size`` bytes (a failed append's part, appendfile.py)."""
+    @abstractmethod
     async def overwrite(self, rel: str, data: bytes) -> bool:
         """Write ``data`` over an existing file in place, cutting what is left (False: no such
         file). Not atomic; it needs no new room when ``data`` fits the file's blocks, so it is

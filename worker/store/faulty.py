@@ -20,8 +20,8 @@ from .base import Entry, Store
 from .errors import mapped_errors
 
 KINDS = {"nospace": errno.ENOSPC, "denied": errno.EACCES, "lost": None}
-OPS = ("mkdir", "share", "rmdir", "remove", "rename", "replace", "read", "read_range", "write", "append", "overwrite",
-       "scandir", "stat", "realpath", "get_file", "put_tree")
+OPS = ("mkdir", "share", "rmdir", "remove", "rename", "replace", "read", "read_range", "write", "append",
+       "truncate", "overwrite", "scandir", "stat", "realpath", "get_file", "put_tree")
 
 
 @dataclass
@@ -88,6 +88,7 @@ class FaultyStore(Store):
         return await self._do("write", rel, rel, data, mode)
     async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
         return await self._do("append", rel, rel, data, mode)
+    async def truncate(self, rel: str, size: int) -> None: return await self._do("truncate", rel, rel, size)
     async def overwrite(self, rel: str, data: bytes) -> bool: return await self._do("overwrite", rel, rel, data)
     async def scandir(self, rel: str) -> list[Entry] | None: return await self._do("scandir", rel, rel)
     async def stat(self, rel: str) -> Entry | None: return await self._do("stat", rel, rel)

@@ -115,7 +115,13 @@ class LocalStore(Store):
             if fd is None:
                 fd = await self._create(rel, os.O_APPEND, mode)
                 self._append_fds[rel] = fd
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # a short write (a full disk): the next one says why
+                view = view[os.write(fd, view):]
+
+    async def truncate(self, rel: str, size: int) -> None:
+        with mapped_errors(self.where(rel)):
+            os.truncate(self.path(rel), size)
 
     async def scandir(self, rel: str) -> list[Entry] | None:
         with mapped_errors(self.where(rel)):

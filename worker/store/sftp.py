@@ -333,6 +333,9 @@ class SftpStore(Store):
             await fh.write(data)
         await self._call(rel, op)
 
+    async def truncate(self, rel: str, size: int) -> None:
+        await self._call(rel, lambda sftp: sftp.truncate(self.path(rel), size))
+
     async def scandir(self, rel: str) -> list[Entry] | None:
         async def op(sftp):
             try:
