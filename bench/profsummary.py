@@ -54,10 +54,10 @@ def main() -> None:
     busy = total - idle
     print(f"samples: {total}, idle in selector: {idle} ({100 * idle / max(total, 1):.1f}%), "
           f"busy: {busy} ({100 * busy / max(total, 1):.1f}%)")
-    print(f"\ntop self (leaf) functions, % of busy samples:")
+    print("\ntop self (leaf) functions, % of busy samples:")
     for name, n in self_c.most_common(a.top):
         print(f"  {100 * n / max(busy, 1):5.1f}%  {name}")
-    print(f"\ntop inclusive functions, % of busy samples:")
+    print("\ntop inclusive functions, % of busy samples:")
     for name, n in incl.most_common(a.top):
         print(f"  {100 * n / max(busy, 1):5.1f}%  {name}")
 

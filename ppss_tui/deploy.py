@@ -28,7 +28,6 @@ import asyncio
 import functools
 import hashlib
 import json
-import os
 import sys
 import textwrap
 import time
@@ -46,7 +45,7 @@ from .prompt import ask_yes_no
 from .remote import (DEFAULT_DIR, IMPORT_CHECK_PY, IMPORT_FAILED, autostart_script, erase_script, install_script,
                      launcher, parse_kv, probe_script, run_script, start_script)
 from .trust import known_hosts_entry
-from .wheels import MIN_PYTHON, PyTarget, WheelError, WheelSets, target_from_probe, wheel_name_version
+from .wheels import MIN_PYTHON, PyTarget, WheelSets, target_from_probe
 
 EXIT_NODE_FAILED = 6
 MAX_PARALLEL = 64  # nodes worked on at once (each node is its own sshd; --parallel N)

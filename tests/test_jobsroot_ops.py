@@ -213,7 +213,7 @@ def failed_ids(job_dir: Path) -> set[str]:
 
 async def test_init_under_a_root_and_list_jobs_by_priority_then_age(root, tmp_path):
     low = await make_job(root, "low", priority=0)
-    high = await make_job(root, "high", priority=5, halt="50%")
+    await make_job(root, "high", priority=5, halt="50%")
     await make_job(root, "older-low", priority=0)
     assert await R.list_active(root) == ["high", "low", "older-low"]
     assert await R.is_root(root) and not await R.is_root(low)

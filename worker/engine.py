@@ -27,7 +27,7 @@ import sys
 
 from .claimer import Claimer
 from .claims import Claims
-from .clock import Clock, wait_event  # noqa: F401  (wait_event: re-exported)
+from .clock import Clock
 from .controlwatch import ControlWatch
 from .endofjob import EndOfJob
 from .errors import EXIT_INTERRUPTED, EXIT_ITEMS_FAILED, EXIT_OK, EXIT_STOPPED, JobError
@@ -38,7 +38,7 @@ from .joblog import JobLog
 from .joblogfix import restore_joblog
 from .jobspec import JobSpec
 from .leases import Leases
-from .nodestate import NodeState, Running  # noqa: F401  (Running: re-exported)
+from .nodestate import NodeState
 from .store import Store, StoreError
 from .sweep import Sweeper
 from .transfer import CopyTransfer

@@ -17,7 +17,6 @@ from .control import Control, ControlError, parse_control
 from .errors import JobError, UsageError
 from .halt import halt_reason, parse_halt
 from .jobspec import TRANSFERS, JobSpec
-from .sourcedir import list_source_dir  # noqa: F401  (re-exported for the console)
 from .store import Store
 from .store.base import GROUP_MODES
 

@@ -14,7 +14,8 @@ import asyncio
 import posixpath
 import secrets
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -48,7 +49,7 @@ class FileServer(Protocol):
     async def put_tree(self, local_dir: str, remote_dir: str) -> int: ...
 
 
-class Store(ABC):
+class Store(AbstractAsyncContextManager):
     """A job directory: the primitives each kind implements, and what is built on them."""
 
     root: str
@@ -70,9 +71,6 @@ class Store(ABC):
 
     def where(self, rel: str) -> str:
         return f"{self.label}/{rel}" if rel else self.label
-
-    async def __aenter__(self) -> "Store":
-        return self
 
     async def __aexit__(self, *exc_info) -> None:
         await self.close()

@@ -141,6 +141,11 @@ def _entry(name: str, attrs: asyncssh.SFTPAttrs) -> Entry:
                  (attrs.permissions or 0) & 0o7777)
 
 
+async def _file_attrs(store: Store, mode: int | None) -> asyncssh.SFTPAttrs:
+    """A new file's mode: ``mode``, else the job's file mode."""
+    return asyncssh.SFTPAttrs(permissions=(await store.modes())[1] if mode is None else mode)
+
+
 class SftpStore(Store):
     """A job directory on the master, over SFTP on one SSH connection.
 
@@ -256,9 +261,6 @@ class SftpStore(Store):
             await sftp.chmod(self.path(rel), mode)
         await self._call(rel, op)
 
-    async def _file_attrs(self, mode: int | None = None) -> asyncssh.SFTPAttrs:
-        return asyncssh.SFTPAttrs(permissions=(await self.modes())[1] if mode is None else mode)
-
     async def rmdir(self, rel: str) -> bool:
         async def op(sftp):
             try:
@@ -308,7 +310,7 @@ class SftpStore(Store):
         return await self._call(rel, op)
 
     async def write(self, rel: str, data: bytes, mode: int | None = None) -> None:
-        attrs = await self._file_attrs(mode)
+        attrs = await _file_attrs(self, mode)
         await self._call(rel, lambda sftp: quick_write(sftp, self.path(rel), data, attrs))
 
     async def overwrite(self, rel: str, data: bytes) -> bool:
@@ -323,7 +325,7 @@ class SftpStore(Store):
         return await self._call(rel, op)
 
     async def append(self, rel: str, data: bytes, mode: int | None = None) -> None:
-        attrs = await self._file_attrs(mode)
+        attrs = await _file_attrs(self, mode)
 
         async def op(sftp):
             fh = self._append_handles.get(rel)
