@@ -573,3 +573,23 @@ async def test_no_token_of_a_run_goes_out_before_its_status_file(tmp_path) -> No
                       if kind == "start" and op == "mkdir" and fnmatch.fnmatch(path, "locks/*/*") and "@" not in path)
     assert first_lock < status_written  # (the locks did not wait for it)
     assert_exactly_once(Job(root), items, recount=False)
+
+
+async def test_a_node_that_loses_its_first_chunk_helps_without_reading_again(tmp_path) -> None:
+    """The first look takes and reads a chunk, and lists the markers, in one round trip: a node
+    that lost that chunk to another helps in it at once, with what it read (no second read of
+    the chunk, no second listing of the markers)."""
+    from test_serve_inproc import CountingStore
+    from worker.sweep import Sweeper
+
+    items = items_n(100)
+    root, store, spec = await make_job(tmp_path, items)
+    first = Sweeper(store, spec, "a")
+    mine = await first.next(4)
+    assert [c.item for c in mine] == items[:4]
+    counting = CountingStore(store)
+    second = Sweeper(counting, spec, "b")
+    theirs = await second.next(4)
+    assert [c.item for c in theirs] == items[::-1][:4]  # helping: from the chunk's end
+    assert counting.ops.count(("read", L.chunk_path(0))) == 1, counting.ops
+    assert counting.ops.count(("scandir", L.SWEEP_DIR)) + counting.ops.count(("listdir", L.SWEEP_DIR)) <= 1, counting.ops

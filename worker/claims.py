@@ -57,8 +57,12 @@ class Claims:
         write: a token must not appear before its run's status file)."""
         if not candidates:
             return []
-        won = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates),
-                                   return_exceptions=True)
+        # SFTP v3 reports "exists" and "disk full" alike: the first lock is looked at in the
+        # same round trip (the server answers in order: after its mkdir), for a batch all lost.
+        await self.store.modes()  # (known by now: nothing goes out before the mkdirs)
+        *won, first = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates),
+                                           self.store.stat(L.lock_path(candidates[0].lock)),
+                                           return_exceptions=True)
         errors = [r for r in won if isinstance(r, BaseException)]
         winners = [c for c, ok in zip(candidates, won) if ok is True]
         if errors:  # the master refused one (a shard not writable): undo the others, say why
@@ -66,8 +70,7 @@ class Claims:
                                  return_exceptions=True)
             raise errors[0]
         if not winners:
-            # SFTP v3 reports "exists" and "disk full" alike: make sure the first one exists.
-            if not await self.store.exists(L.lock_path(candidates[0].lock)):
+            if first is None or isinstance(first, BaseException):
                 raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
                                  f"{await refused_mkdir(self.store)}")
             return []

@@ -65,16 +65,19 @@ class Sweeper:
         self.retry_busy: set[str] = set()  # retry entries we failed to claim lately
         self.exhausted = spec.chunks == 0
         self.markers_read = False
+        self.markers_fresh = False  # read during this call of next(): no second listing
+        self.read_ahead: dict[int, bytes | None] = {}  # chunks read while taking them, lost to another node
 
     async def _refresh_markers(self) -> None:
         taken, swept = await asyncio.gather(self.store.listdir(L.SWEEP_DIR), self.store.listdir(L.SWEPT_DIR))
         self.taken |= {int(n) for n in taken or () if n.isdigit()}
         self.swept |= {int(n) for n in swept or () if n.isdigit()}
         self.taken |= self.swept
-        self.markers_read = True
+        self.markers_read = self.markers_fresh = True
 
     async def _open_chunk(self, index: int, reverse: bool = False) -> None:
-        self._use_chunk(index, await self.store.read(L.chunk_path(index)), reverse)
+        data = self.read_ahead.pop(index) if index in self.read_ahead else await self.store.read(L.chunk_path(index))
+        self._use_chunk(index, data, reverse)
 
     def _use_chunk(self, index: int, data: bytes | None, reverse: bool = False) -> None:
         items = chunk_items(data, index, self.spec, self.store.where(L.chunk_path(index)))
@@ -90,13 +93,15 @@ class Sweeper:
             await self._take_chunk(self.order[0])
 
     async def _take_chunk(self, index: int) -> bool:
-        """Take the chunk and read it in one round trip (a chunk lost to another node was read
-        for nothing: rare, the nodes start on different chunks); True if it is ours."""
+        """Take the chunk and read it in one round trip (a chunk lost to another node is kept
+        for helping in it); True if it is ours."""
         self.taken.add(index)
         won, data = await asyncio.gather(self.store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(index)}"),
                                          self.store.read(L.chunk_path(index)))
         if won:
             self._use_chunk(index, data)
+        else:
+            self.read_ahead[index] = data
         return won
 
     async def _next_chunk(self) -> bool:
@@ -113,7 +118,8 @@ class Sweeper:
                 if index not in self.taken and await self._take_chunk(index):
                     return True
             self.helping = True
-        await self._refresh_markers()
+        if not self.markers_fresh:  # (listed in this call already: the first call)
+            await self._refresh_markers()
         for index in self.order:
             if index not in self.swept:
                 await self._open_chunk(index, reverse=True)
@@ -163,6 +169,7 @@ class Sweeper:
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
+        self.markers_fresh = False
         if not self.markers_read and not self.exhausted:
             # The first call: the retry queue, the chunk markers and (a guess: usually free) our
             # first chunk, taken and read, in one round trip.
