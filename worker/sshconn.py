@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from .errors import ConnectError
+from .directauth import DirectAuthClient
 from .quickack import QuickAckClient
 
 CONNECT_TIMEOUT = 15.0
@@ -62,6 +63,7 @@ def connect_options(target: SshTarget) -> dict:
             raise ConnectError(f"identity file {target.identity} does not exist")
         opts["client_keys"] = [target.identity]
         opts["agent_path"] = None
+        opts["client_factory"] = DirectAuthClient  # one key: its signed request first
     return opts
 
 
