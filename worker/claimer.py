@@ -160,6 +160,8 @@ class Claimer:
         if gate is not None:
             await gate  # (also when nothing was won: awaited once, before anything else)
         self.missed = not won
+        if not won:
+            self.spare = []  # (found free by a look-ahead a while ago: taken since, like these)
         self.sweeper.note_busy(candidates, {c.lock for c in won})
         if won:
             await self.register_watched(candidates, won)

@@ -2,8 +2,9 @@
 
 Each worker starts at its own place in the chunk list and takes whole chunks to sweep
 (``mkdir sweep/<chunk>``), so nodes rarely contend for the same items; when no chunk is left
-untaken it helps sweep the others' unfinished chunks. Item-level mkdir remains the only thing
-that decides who runs an item, so this is an optimisation, never a correctness rule.
+untaken it helps in the others' unfinished chunks (chunkhelp.py), and a sweep that runs into a
+helper's items goes on as a helper. Item-level mkdir remains the only thing that decides who
+runs an item, so this is an optimisation, never a correctness rule.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 import zlib
 
 from . import layout as L
+from .chunkhelp import ChunkHelp
 from .claims import Candidate
 from .errors import JobError
 from .jobspec import JobSpec
@@ -20,8 +22,7 @@ from .sourcedir import walk_files
 from .store import Store
 
 RETRY_POLL = 2.0
-HELP_GIVE_UP = 32  # taken items in a row after which a helper leaves a chunk (or jumps)
-HELP_JUMPS = 4  # times a helper jumps to the middle of the untried part before leaving
+HELP_GIVE_UP = 32  # taken items in a row after which a chunk's sweeper goes on as a helper
 WATCH_PERIOD = 3.0   # how often an idle worker lists a watched source directory
 WATCH_SETTLE = 3.0   # a new file is taken once unchanged for this long (master clock)
 
@@ -46,6 +47,7 @@ class Sweeper:
         self.files = files or store  # where a watched source directory lives
         self.master_now = master_now or time.time
         self.spec = spec
+        self.node = node
         self.watch_seen = 0.0
         self.watch_known: set[bytes] = set()
         self.watch_pending: dict[bytes, tuple[int, float]] = {}
@@ -57,10 +59,9 @@ class Sweeper:
         self.current: list[Candidate] = []
         self.current_chunk: int | None = None
         self.pos = 0
-        self.helping = False
-        self.abandoned = False  # helping stopped where the chunk's own sweeper had got to
-        self.miss_streak = 0  # items found taken in a row while helping
-        self.jumps = 0  # jumps within the current chunk while helping
+        self.helping = False  # no chunk left to take: helping in the others'
+        self.help: ChunkHelp | None = None  # the chunk we help in
+        self.miss_streak = 0  # items found taken in a row by our chunk's sweep
         self.retry_seen = 0.0
         self.retry_busy: set[str] = set()  # retry entries we failed to claim lately
         self.exhausted = spec.chunks == 0
@@ -75,18 +76,15 @@ class Sweeper:
         self.taken |= self.swept
         self.markers_read = self.markers_fresh = True
 
-    async def _open_chunk(self, index: int, reverse: bool = False) -> None:
-        data = self.read_ahead.pop(index) if index in self.read_ahead else await self.store.read(L.chunk_path(index))
-        self._use_chunk(index, data, reverse)
-
-    def _use_chunk(self, index: int, data: bytes | None, reverse: bool = False) -> None:
+    def _candidates(self, index: int, data: bytes | None) -> list[Candidate]:
         items = chunk_items(data, index, self.spec, self.store.where(L.chunk_path(index)))
-        self.current = [Candidate(L.item_id(item), item) for item in items]
-        if reverse:  # helping: start from the end, away from the chunk's own sweeper
-            self.current.reverse()
+        return [Candidate(L.item_id(item), item) for item in items]
+
+    def _use_chunk(self, index: int, data: bytes | None) -> None:
+        self.current = self._candidates(index, data)
         self.current_chunk = index
         self.pos = 0
-        self.jumps = 0
+        self.miss_streak = 0
 
     async def _take_first_chunk(self) -> None:
         if self.current_chunk is None and self.order:
@@ -105,12 +103,9 @@ class Sweeper:
         return won
 
     async def _next_chunk(self) -> bool:
-        if self.current_chunk is not None:
-            if not self.abandoned:  # an abandoned chunk is its sweeper's to mark
-                await self.store.mkdir(f"{L.SWEPT_DIR}/{L.chunk_name(self.current_chunk)}")
-            self.swept.add(self.current_chunk)
+        if self.current_chunk is not None:  # swept to its end
+            await self._mark_swept(self.current_chunk)
             self.current_chunk = None
-            self.abandoned = False
         if not self.helping:
             if not self.taken and not self.markers_read:
                 await self._refresh_markers()
@@ -122,9 +117,29 @@ class Sweeper:
             await self._refresh_markers()
         for index in self.order:
             if index not in self.swept:
-                await self._open_chunk(index, reverse=True)
+                data = self.read_ahead.pop(index) if index in self.read_ahead else \
+                    await self.store.read(L.chunk_path(index))
+                self.help = ChunkHelp(index, self._candidates(index, data), self.node)
                 return True
         return False
+
+    async def _mark_swept(self, index: int) -> None:
+        """Every item of the chunk is taken: helpers need not come."""
+        await self.store.mkdir(f"{L.SWEPT_DIR}/{L.chunk_name(index)}")
+        self.swept.add(index)
+
+    async def _survey(self) -> None:
+        """Where are the free items of the chunk we help in (chunkhelp.py)? One round trip, or two
+        when a sampled look found none; the chunk is left once every item in it is taken."""
+        helped, exact = self.help, False
+        while helped.needs_survey():
+            looked, exact = helped.targets(exact)
+            held = await asyncio.gather(*(self.store.stat(L.lock_path(helped.candidates[i].lock)) for i in looked))
+            if not helped.surveyed(looked, [h is not None for h in held], exact) and not exact:
+                exact = True  # (nothing free among the samples: look at every item)
+        if helped.done:
+            self.help = None
+            await self._mark_swept(helped.index)
 
     async def retry_candidates(self, want: int, force: bool = False) -> list[Candidate]:
         now = time.monotonic()
@@ -147,25 +162,20 @@ class Sweeper:
         swept = [c for c in candidates if not c.from_retry and c.lock == L.item_id(c.item)]
         if not swept:
             return
+        if self.help is not None:
+            self.help.note(swept, won)
+            return
         if any(c.lock in won for c in swept):
             self.miss_streak = 0
             return
         self.miss_streak += len(swept)
-        if self.miss_streak < HELP_GIVE_UP:
+        if self.miss_streak < HELP_GIVE_UP or self.current_chunk is None:
             return
-        self.miss_streak = 0
-        untried = len(self.current) - self.pos
-        if self.helping and untried > 2 * HELP_GIVE_UP and self.jumps < HELP_JUMPS:
-            # Helping from a chunk's end, a long run of taken items may be another helper that
-            # started there too: try the middle of what we have not tried.
-            self.pos += untried // 2
-            self.jumps += 1
-            return
-        # A long run of taken items: we met whoever sweeps from the other end (the chunk's own
-        # sweeper, or a helper coming from its end), who takes the rest. Move on; the end-of-job
-        # check catches any straggler.
-        self.pos = len(self.current)
-        self.abandoned = self.helping  # the chunk's own sweeper still marks it swept
+        # A long run of taken items: our sweep ran into a helper's. What is past it may still be
+        # free (helpers start inside the chunk): go on in it as a helper does.
+        self.help = ChunkHelp(self.current_chunk, self.current, self.node, known_taken=self.pos)
+        self.taken.add(self.current_chunk)
+        self.current, self.current_chunk, self.pos = [], None, 0
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
@@ -178,6 +188,14 @@ class Sweeper:
         else:
             out = await self.retry_candidates(want)
         while len(out) < want and not self.exhausted:
+            if self.help is not None:
+                if self.help.needs_survey():
+                    if out:
+                        break  # (what we have; the look at the next call)
+                    await self._survey()
+                    continue
+                out += self.help.offer(want - len(out))
+                continue
             if self.pos >= len(self.current):
                 if not await self._next_chunk():
                     self.exhausted = True
