@@ -488,3 +488,47 @@ def test_end_of_job_looks_are_quick_in_a_small_fleet_and_bounded_in_a_large_one(
     for nodes in (1, 3, 10, 49, 50):  # every node reads one file a look: ~500 a second in all
         assert nodes / look_pace(nodes, 0.1) <= 501, nodes
     assert look_pace(51, 0.1) == look_pace(200, 0.1) == 0.1  # (a large fleet: as fast as before, no slower)
+
+
+# ---------------------------------------------------------------------------------------------
+# helping in a chunk: survey, start inside the longest free run, leave only when all is taken
+
+
+def test_a_helper_starts_inside_the_longest_free_run_and_goes_backwards() -> None:
+    from worker.chunkhelp import SURVEY, ChunkHelp
+    from worker.claims import Candidate
+
+    cands = [Candidate(f"l{i}", b"%d" % i) for i in range(200)]
+    taken = set(range(0, 40)) | set(range(100, 120)) | set(range(150, 200))  # free: 40-99, 120-149
+    help_a, help_b = ChunkHelp(0, cands, "node-a"), ChunkHelp(0, cands, "node-b")
+    for h in (help_a, help_b):
+        looked, exact = h.targets()
+        assert len(looked) == SURVEY and not exact and looked == sorted(looked)
+        assert h.surveyed(looked, [i in taken for i in looked], exact)
+        assert 40 <= h.pos <= 99
+    assert help_a.pos != help_b.pos  # (two helpers finding the same run start apart)
+    start = help_a.pos
+    got = help_a.offer(1000)  # backwards, up to the first item known taken
+    assert [c.lock for c in got] == [f"l{i}" for i in range(start, 39, -1)][:len(got)]
+    assert help_a.needs_survey()
+    help_a.note(got[:2], set())  # a batch all lost: look again
+    assert help_a.pos is None
+
+
+def test_a_helper_leaves_a_chunk_only_when_an_exact_survey_finds_it_all_taken() -> None:
+    from worker.chunkhelp import ChunkHelp
+    from worker.claims import Candidate
+
+    cands = [Candidate(f"l{i}", b"%d" % i) for i in range(300)]
+    h = ChunkHelp(0, cands, "n", known_taken=100)
+    looked, exact = h.targets()
+    assert not exact and min(looked) >= 100
+    assert not h.surveyed(looked, [True] * len(looked), exact) and not h.done  # sampled: not sure
+    looked, exact = h.targets(exact=True)
+    assert exact and len(looked) == 200 - 64
+    assert h.surveyed(looked, [i != 250 for i in looked], exact)  # item 250 is free
+    assert h.pos == 250 and not h.done
+    assert [c.lock for c in h.offer(5)] == ["l250"]
+    looked, exact = h.targets()
+    assert exact and looked == []
+    assert not h.surveyed(looked, [], exact) and h.done
