@@ -651,3 +651,26 @@ async def test_helpers_of_one_chunk_start_apart_and_leave_nothing_behind(tmp_pat
     lost = sum(s.get("lost", 0) for s in states.values())
     assert all(share >= 0.75 * len(items) / nodes for share in shares.values()), shares
     assert lost <= 0.15 * len(items), (lost, shares)  # (the old rule lost 70 and 309 with 3 and 5 nodes)
+
+
+async def test_a_retry_entry_whose_item_was_done_from_its_chunk_is_dropped(tmp_path) -> None:
+    """An item given back (retry/<lock>) and then taken from its chunk by a sweeper and done leaves
+    its retry entry behind; the next node to try that entry loses the lock, sees the item done and
+    removes the entry (a served job would otherwise never leave active/)."""
+    items = items_n(4)
+    root, store, spec = await make_job(tmp_path, items)
+    a, b, c = (Claims(store, f"{n}@run") for n in "abc")
+    item = items[2]
+    lock = L.item_id(item)
+    (claim,) = await a.claim([Candidate(lock, item)])
+    await a.release(claim)  # given back: retry/<lock>, the lock removed
+    (again,) = await b.claim([Candidate(lock, item)])  # from its chunk, not from retry/
+    assert await b.commit_done(again)
+    entry = Candidate(lock, item, from_retry=True)
+    assert await c.claim([entry]) == []
+    assert await c.drop_done_entries([entry]) == 1
+    assert not (tmp_path / "job" / L.RETRY_DIR / lock).exists()
+    other = Candidate(L.item_id(items[3]), items[3], from_retry=True)  # not done: kept
+    await store.write_atomic(f"{L.RETRY_DIR}/{other.lock}", items[3])
+    assert await c.drop_done_entries([other]) == 0
+    assert (tmp_path / "job" / L.RETRY_DIR / other.lock).exists()

@@ -159,10 +159,13 @@ class Claimer:
         won = await self.claims.claim(candidates, gate)
         if gate is not None:
             await gate  # (also when nothing was won: awaited once, before anything else)
+        won_locks = {c.lock for c in won}
+        if any(c.from_retry and c.lock not in won_locks for c in candidates):
+            await self.claims.drop_done_entries([c for c in candidates if c.lock not in won_locks])
         self.missed = not won
         if not won:
             self.spare = []  # (found free by a look-ahead a while ago: taken since, like these)
-        self.sweeper.note_busy(candidates, {c.lock for c in won})
+        self.sweeper.note_busy(candidates, won_locks)
         if won:
             await self.register_watched(candidates, won)
             self.st.queue.extend(won)

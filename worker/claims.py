@@ -94,6 +94,17 @@ class Claims:
             raise failed[0]
         return [Claim(c.lock, c.item, c.from_retry) for c in winners]
 
+    async def drop_done_entries(self, lost: list[Candidate]) -> int:
+        """Retry entries whose claim was lost: an entry whose item is done already is stale (the
+        item was given back, then taken from its chunk, not from the entry): removed, so that it
+        does not keep the job looking unfinished. Returns how many."""
+        entries = [c for c in lost if c.from_retry]
+        done = await asyncio.gather(*(self.store.exists(L.done_path(L.parse_lock_name(c.lock)[0]))
+                                      for c in entries))
+        stale = [c for c, d in zip(entries, done) if d]
+        await asyncio.gather(*(self.store.remove(f"{L.RETRY_DIR}/{c.lock}") for c in stale))
+        return len(stale)
+
     async def take_over(self, lock: str, old_token: str, item: bytes) -> Claim | None:
         if await self.store.rename(self.token_path(lock, old_token), self.token_path(lock)):
             return Claim(lock, item)
