@@ -156,7 +156,7 @@ class Claimer:
                 return free[:want]
 
     async def claim(self, candidates: list[Candidate], gate: asyncio.Future | None = None) -> None:
-        won = await self.claims.claim(candidates, gate)
+        won = await self.claims.claim(candidates, gate, contended=self.sweeper.help is not None)
         if gate is not None:
             await gate  # (also when nothing was won: awaited once, before anything else)
         won_locks = {c.lock for c in won}

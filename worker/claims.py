@@ -51,18 +51,21 @@ class Claims:
     def token_path(self, lock: str, token: str | None = None) -> str:
         return f"{L.lock_path(lock)}/{token or self.token}"
 
-    async def claim(self, candidates: list[Candidate], before_tokens=None) -> list[Claim]:
+    async def claim(self, candidates: list[Candidate], before_tokens=None, contended: bool = False) -> list[Claim]:
         """Try to claim every candidate (pipelined); return the ones this node won.
         ``before_tokens``: awaited between the locks and the tokens (the worker's first status
-        write: a token must not appear before its run's status file)."""
+        write: a token must not appear before its run's status file). ``contended``: the batch
+        may well be lost (helping in a chunk): its first lock is looked at in the same round trip."""
         if not candidates:
             return []
-        # SFTP v3 reports "exists" and "disk full" alike: the first lock is looked at in the
-        # same round trip (the server answers in order: after its mkdir), for a batch all lost.
+        # SFTP v3 reports "exists" and "disk full" alike: a batch all lost looks at its first lock.
+        # When that is likely, in the same round trip (the server answers in order: after its
+        # mkdir); else after, which costs a request only when it happens (usually one item a batch).
         await self.store.modes()  # (known by now: nothing goes out before the mkdirs)
-        *won, first = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates),
-                                           self.store.stat(L.lock_path(candidates[0].lock)),
-                                           return_exceptions=True)
+        looks = [self.store.stat(L.lock_path(candidates[0].lock))] if contended else []
+        results = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates),
+                                       *looks, return_exceptions=True)
+        won, looked = results[:len(candidates)], results[len(candidates):]
         errors = [r for r in won if isinstance(r, BaseException)]
         winners = [c for c, ok in zip(candidates, won) if ok is True]
         if errors:  # the master refused one (a shard not writable): undo the others, say why
@@ -70,6 +73,7 @@ class Claims:
                                  return_exceptions=True)
             raise errors[0]
         if not winners:
+            first = looked[0] if looked else await self.store.stat(L.lock_path(candidates[0].lock))
             if first is None or isinstance(first, BaseException):
                 raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
                                  f"{await refused_mkdir(self.store)}")
