@@ -140,7 +140,7 @@ class Claimer:
         if self.spare:
             out, self.spare = self.spare[:want], self.spare[want:]
             return out
-        if not self.missed:
+        if not self.missed or self.sweeper.help is not None:  # (a helper looks for itself: chunkhelp.py)
             return await self.sweeper.next(want)
         while True:
             cands = await self.sweeper.next(PROBE)
