@@ -253,3 +253,31 @@ async def test_an_append_that_does_not_fit_is_cut_back(ssh_cluster: SshCluster, 
         filler.unlink()
         await log.append(b'{"line": 3}\n')
     assert (master / "log").read_bytes() == b'{"line": 1}\n{"line": 2}\n{"line": 3}\n'
+
+
+async def test_an_append_cancelled_after_it_went_out_is_kept(tmp_path: Path) -> None:
+    """The worker's end cancels the job log's loop, maybe while an append is out (sent, its reply
+    not back): what the master wrote stays (it is the job log's last lines), and the next append
+    goes after it."""
+    from worker.appendfile import AppendFile
+    from worker.store import LocalStore
+
+    class ReplyLate(LocalStore):  # the write lands, then the reply takes its time
+        late = True
+
+        async def append(self, rel, data, mode=None):
+            await super().append(rel, data, mode)
+            if self.late:
+                await asyncio.sleep(10)
+
+    store = ReplyLate(str(tmp_path))
+    log = AppendFile(store, "log", b"\n")
+    task = asyncio.ensure_future(log.append(b'{"line": 1}\n'))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert (tmp_path / "log").read_bytes() == b'{"line": 1}\n'
+    store.late = False
+    await log.append(b'{"line": 2}\n')
+    assert (tmp_path / "log").read_bytes() == b'{"line": 1}\n{"line": 2}\n'
+    await store.close()

@@ -7,7 +7,7 @@ worker start and console poll. With a key file named (``-i``, the cluster file's
 one key to try, so ppss starts with public-key authentication and sends the signed request at
 once, as RFC 4252 allows; a server that refuses it answers with its methods and asyncssh goes on
 as usual. Elsewhere (keys from an agent or ~/.ssh) asyncssh's way is kept. It rests on two
-asyncssh internals, checked by tests/test_quickack.py: a missing one leaves asyncssh's way.
+asyncssh internals, checked by tests/test_directauth.py: a missing one leaves asyncssh's way.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ except ImportError:  # (another asyncssh: its own way)
     _ClientPublicKeyAuth = _client_auth_handlers = None
 
 PUBLICKEY = b"publickey"
+_direct: type | None = None  # our handler, once registered
 
 
 if _ClientPublicKeyAuth is not None:
@@ -38,11 +39,11 @@ if _ClientPublicKeyAuth is not None:
             await self._send_signed_request()
 
     if _client_auth_handlers.get(PUBLICKEY) is _ClientPublicKeyAuth:
-        _client_auth_handlers[PUBLICKEY] = _DirectPublicKeyAuth
+        _client_auth_handlers[PUBLICKEY] = _direct = _DirectPublicKeyAuth
 
 
 def available() -> bool:
-    return _client_auth_handlers is not None and _client_auth_handlers.get(PUBLICKEY).__name__ == "_DirectPublicKeyAuth"
+    return _direct is not None and _client_auth_handlers.get(PUBLICKEY) is _direct
 
 
 class DirectAuthClient(QuickAckClient):

@@ -174,7 +174,6 @@ class Sweeper:
         # A long run of taken items: our sweep ran into a helper's. What is past it may still be
         # free (helpers start inside the chunk): go on in it as a helper does.
         self.help = ChunkHelp(self.current_chunk, self.current, self.node, known_taken=self.pos)
-        self.taken.add(self.current_chunk)
         self.current, self.current_chunk, self.pos = [], None, 0
 
     async def next(self, want: int) -> list[Candidate]:
