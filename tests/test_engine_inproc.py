@@ -85,11 +85,23 @@ async def test_a_draining_node_ends_on_finished_json_without_reading_every_node(
     clock = FakeClock()
     await ghost_holding(store, spec, items[:1], clock)  # live (its clock does not move): busy
     node = Node(root, spec, "a", clock=clock).start()
-    await until(lambda: node.worker.st.counters.done == 3 and node.worker.st.draining, "the free items")
     end = node.worker.end
-    checks = end.last_check
+    # (draining is set before the first full check's writes and reads: wait for the check itself)
+    await until(lambda: node.worker.st.counters.done == 3 and node.worker.st.draining and end.last_check > 0,
+                "the free items and the first full check")
+    checks, looks, check, found = [], [], end.check, end.found_finished
+
+    async def counted_check(*args):
+        checks.append(1)
+        return await check(*args)
+
+    async def counted_look():
+        looks.append(1)
+        return await found()
+
+    end.check, end.found_finished = counted_check, counted_look
     await asyncio.sleep(0.5)  # several looks go by: no full check (the clock stands still)
-    assert end.last_check == checks and not node.task.done()
+    assert not checks and len(looks) >= 2 and not node.task.done()
     (tmp_path / "job" / "finished.json").write_text('{"done": 3, "failed": 1, "at": 1}')
     assert await node.result(15) == EXIT_ITEMS_FAILED  # (after waiting for the ghost to end: joblogfix)
 
