@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 from typing import Awaitable, Callable
 
@@ -151,9 +150,6 @@ class EndOfJob:
             # Net of the failed records `retry` moved to history (their items run again).
             failed -= retried_count(retried)
             if done + failed >= st.spec.total:
-                if os.environ.get("PPSS_DEBUG"):
-                    st.log(f"end check: counters {done}+{failed} of {st.spec.total}: "
-                           + ", ".join(f"{n.name} {n.done}+{n.failed}" for n in nodes))
                 st.counters.job_failed, self.counts = failed, (done, failed)
                 return True  # the counters add up: no listing needed
         # Others still sweeping or holding items may finish everything: wait for them (a full
@@ -164,8 +160,6 @@ class EndOfJob:
         if busy and st.clock.monotonic() - self.last_full_scan < st.spec.lease:
             return False  # others are finishing their items; lost ones are taken by Leases.loop
         self.last_full_scan = st.clock.monotonic()
-        if os.environ.get("PPSS_DEBUG"):
-            st.log(f"end check: counters {done}+{failed} of {st.spec.total}, busy={busy}; scanning")
         result, full = await self.scan(nodes)
         if full and result.complete:
             await self.finish(result)
