@@ -27,6 +27,7 @@ START_AHEAD = 4  # beyond twice the slots, until the rate is settled (RATE_MIN_I
 RATE_MIN_ITEMS = 8
 RATE_MIN_SPAN = 0.5  # s
 PROBE = 64  # candidates looked at at once (one stat each) after a batch that won nothing
+BATCH_SHARE = 4  # a batch claims a 1/BATCH_SHARE of the target at least, while the slots are fed
 
 
 def claim_ahead(rate: float, latency: float, slots: int, lead: float = 0.0) -> int:
@@ -95,6 +96,16 @@ class Claimer:
         """How many more items this node may hold now (the claim-ahead bound)."""
         return max(0, self.target_queue() - len(self.st.queue) - len(self.st.running))
 
+    def worth_claiming(self, want: int) -> bool:
+        """Claim ``want`` now? Each batch costs two packets each way whatever its size, so while
+        the queue still feeds every slot, a batch waits until it is a 1/BATCH_SHARE of the
+        target (the queue then still holds the rest: most of CLAIM_AHEAD_S and the claim's
+        round trips)."""
+        if want <= 0:
+            return False
+        _, slots = self.st.effective()
+        return want >= self.target_queue() // BATCH_SHARE or len(self.st.queue) < max(1, slots)
+
     async def loop(self, end: EndOfJob) -> None:
         st = self.st
         while True:
@@ -102,7 +113,7 @@ class Claimer:
             want = self.room()
             if st.pool is not None and state == "running":
                 want = st.pool.claim_allowance(st, want)  # serving a root: the node's slots are shared
-            if state != "running" or want <= 0:
+            if state != "running" or not self.worth_claiming(want):
                 await st.wait_kick(HEARTBEAT)
                 continue
             began, probing = st.clock.monotonic(), self.missed

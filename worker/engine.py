@@ -71,7 +71,7 @@ class Worker:
         self.end = EndOfJob(st, claims, self.leases, self.heartbeat, self.claimer.target_queue)
         self.joblog = JobLog(store, node, st.clock)
         self.items = ItemRunner(st, claims, self.heartbeat, self.joblog, transfer,
-                                job_path or store.root, self.claimer.note_finished)
+                                job_path or store.root, self.claimer.note_finished, self.claimer.rate)
         self.claims = claims
         self.halt = HaltWatch(st, on_halt=self.control.poll)
 

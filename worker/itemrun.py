@@ -5,7 +5,8 @@ The result is committed after the slot is freed, so a slot never waits on the ne
 order of a commit: the next attempt's retry entry (if it will be retried), the fence (rename
 of our token: done record, or the attempt's failed mark), the job-log line, then the item's
 log and failed record. A fence that fails means another node took the item over: the result
-is discarded, logged as ``lost_lease``.
+is discarded, logged as ``lost_lease``. Items ending close together are committed together
+(commithold.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable
 
 from . import layout as L
 from .claims import Claim, Claims, record, record_bytes
+from .commithold import CommitHold
 from .heartbeat import Heartbeat
 from .joblog import JobLog
 from .nodestate import NodeState, Running
@@ -33,13 +35,15 @@ ABORT_WAIT = 30.0  # a fatal error: how long running items get to end and be giv
 
 class ItemRunner:
     def __init__(self, st: NodeState, claims: Claims, heartbeat: Heartbeat, joblog: JobLog,
-                 transfer: CopyTransfer | None, job_path: str, on_finished: Callable[[], None]) -> None:
+                 transfer: CopyTransfer | None, job_path: str, on_finished: Callable[[], None],
+                 rate: Callable[[], float] = lambda: 0.0) -> None:
         self.st, self.claims, self.heartbeat, self.joblog = st, claims, heartbeat, joblog
         self.transfer = transfer
         self.job_path = job_path
         self.on_finished = on_finished
         self.base_env = dict(os.environb) if hasattr(os, "environb") else {}
         self.prefetching: dict[str, asyncio.Task] = {}  # copy mode: lock -> fetch of a queued item
+        self.hold = CommitHold(st, rate)  # items ending close together: their commits go out together
 
     def free_slot(self) -> int:
         used = {r.slot for r in self.st.running.values()}
@@ -191,6 +195,7 @@ class ItemRunner:
         publish (renames only). A master error before the fence gives the claim back and stops
         the worker: the item runs again, once the cause is fixed; nothing half-written remains."""
         st = self.st
+        await self.hold.turn()
         ok = result.exit_code == 0
         will_retry = not ok and claim.attempt <= st.spec.retries
         rec = record(claim, st.node, st.host, result.exit_code, result.started, result.duration,
