@@ -281,12 +281,28 @@ async def test_two_items_ending_together_do_not_make_a_node_hoard(tmp_path) -> N
     claimer.note_finished()
     clock.advance(0.001)
     claimer.note_finished()  # 1 ms apart: 1,000 items/s by the formula
-    assert claimer.target_queue() == 2 + 2 * 2 + START_AHEAD
+    assert claimer.target_queue() == 2 + 2 * 2 + START_AHEAD + 2  # (+1 per item finished: a slow start)
     for _ in range(RATE_MIN_ITEMS):
         clock.advance(RATE_MIN_SPAN / RATE_MIN_ITEMS)
         claimer.note_finished()
     clock.advance(0.01)
     assert claimer.rate_settled() and claimer.target_queue() <= 2 + 2 * 2 + START_AHEAD  # ~16/s: a few
+
+
+async def test_a_quick_node_grows_its_start_up_bound_with_the_items_it_finished(tmp_path) -> None:
+    """Before the rate settles, the bound grows by one per item finished (a slow start): at 500
+    items/s with claims taking 25 ms (a master 10 ms away), 20 items finished in 40 ms let the
+    node hold 20 more than at its start, not the same few per round trip for RATE_MIN_SPAN."""
+    from worker.claimer import START_AHEAD
+    root, _, spec = await make_job(tmp_path, items_n(10))
+    clock = FakeClock()
+    claimer = Node(root, spec, "a", slots=2, clock=clock).worker.claimer
+    claimer.latency = 0.025
+    for _ in range(20):
+        claimer.note_finished()
+        clock.advance(0.002)
+    assert not claimer.rate_settled()
+    assert claimer.target_queue() == 2 + 2 * 2 + START_AHEAD + 20
 
 
 async def test_a_fast_node_leaves_the_start_up_bound(tmp_path) -> None:

@@ -23,7 +23,7 @@ from .sweep import Sweeper
 CLAIM_AHEAD_S = 0.05  # claim what this node will start within this long, plus the claim's own time
 AHEAD_MAX = 64  # items claimed ahead at most, beyond twice the slots (a bound for very quick items)
 LATENCY_SMOOTH = 0.3  # weight of the newest claim's duration in the running estimate
-START_AHEAD = 4  # beyond twice the slots, until the rate is settled (RATE_MIN_ITEMS over RATE_MIN_SPAN)
+START_AHEAD = 4  # beyond twice the slots and the items finished, until the rate is settled (RATE_MIN_ITEMS over RATE_MIN_SPAN)
 RATE_MIN_ITEMS = 8
 RATE_MIN_SPAN = 0.5  # s
 PROBE = 64  # candidates looked at at once (one stat each) after a batch that won nothing
@@ -77,12 +77,14 @@ class Claimer:
     def target_queue(self) -> int:
         """How many items to hold (running + claimed ahead): the slots plus ``claim_ahead``.
         Until the rate rests on enough items over enough time (two slots ending together make a
-        huge rate), the look-ahead stays within the small start-up bound, so a node that starts
-        first does not hoard a short job."""
+        huge rate), the look-ahead stays within a start-up bound, so a node that starts first
+        does not hoard a short job: twice the slots and START_AHEAD, plus one per item finished
+        (a slow start: a node that really is quick, with the master far away, is not held to a
+        few items per round trip for RATE_MIN_SPAN)."""
         _, slots = self.st.effective()
         ahead = claim_ahead(self.rate(), self.latency, slots, self.lead())
         if not self.rate_settled():
-            ahead = min(ahead, 2 * max(1, slots) + START_AHEAD)
+            ahead = min(ahead, 2 * max(1, slots) + START_AHEAD + self.finished_count)
         return max(1, slots) + ahead
 
     def rate_settled(self) -> bool:
