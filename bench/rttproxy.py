@@ -200,7 +200,7 @@ class RttProxy:
 
         async def connect() -> None:
             try:
-                ack_after = 2 * self.delay if self.client_acks and self.delay else None
+                ack_after = 2 * self.delay if self.client_acks else None
                 _, server = await loop.create_connection(
                     lambda: _End(down, up, self._ends.discard, ack_after), *self.target)
             except OSError:
