@@ -702,3 +702,25 @@ async def test_a_retry_entry_whose_item_was_done_from_its_chunk_is_dropped(tmp_p
     await store.write_atomic(f"{L.RETRY_DIR}/{other.lock}", items[3])
     assert await c.drop_done_entries([other]) == 0
     assert (tmp_path / "job" / L.RETRY_DIR / other.lock).exists()
+
+
+async def test_an_item_still_running_here_is_not_claimed_again_under_the_same_token(tmp_path) -> None:
+    """CI, test_sigstop_past_lease_late_results_refused: a frozen node's claims were given back
+    to the retry queue by the node that took over (beyond its claim-ahead bound); thawed, the
+    node claimed the retry entry again (same lock, same token) while the old run of that item
+    was still going, and the old run's commit then passed the fence: a record from a claim it
+    had lost. An item this node runs, queues or commits is not claimed again here."""
+    items = items_n(3)
+    root, store, spec = await make_job(tmp_path, items)
+    node = Node(root, spec, "a")
+    st, claimer = node.worker.st, node.worker.claimer
+    held, free = (Candidate(L.item_id(i), i, from_retry=True) for i in items[:2])
+    (old,) = await claimer.claims.claim([held])
+    st.queue.append(old)  # (still ours here: running, queued or committing alike)
+    await claimer.claims.release(old)  # what the other node did: retry/<lock>, our token and lock removed
+    await claimer.claim([held, free])
+    assert [c.lock for c in st.queue] == [held.lock, free.lock]  # the free one only was claimed
+    assert not (tmp_path / "job" / L.lock_path(held.lock)).exists()
+    assert (tmp_path / "job" / L.RETRY_DIR / held.lock).exists()  # left for any node once our run ends
+    assert not await claimer.claims.commit_done(old)  # the old run's result: refused by the fence
+    await node.store.close()

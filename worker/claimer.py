@@ -168,8 +168,20 @@ class Claimer:
                 self.spare = free[want:]
                 return free[:want]
 
+    def held_here(self) -> set[str]:
+        """The locks of items this node runs, has queued or is committing."""
+        st = self.st
+        return {*st.running, *st.committing, *(c.lock for c in st.queue)}
+
     async def claim(self, candidates: list[Candidate], gate: asyncio.Future | None = None) -> None:
-        won = await self.claims.claim(candidates, gate, contended=self.sweeper.help is not None)
+        # An item this node still runs may be offered again: its claim was given back for it
+        # (to the retry queue, by a node that took over ours while we were silent) or found
+        # free in its chunk. It is not claimed again here until that run has ended: a claim
+        # of the same lock under the same token would let the old run's commit pass the
+        # fence, a result of a claim we had lost. (Lost, as it is: another node runs it.)
+        here = self.held_here()
+        fresh = [c for c in candidates if c.lock not in here]
+        won = await self.claims.claim(fresh, gate, contended=self.sweeper.help is not None)
         if gate is not None:
             await gate  # (also when nothing was won: awaited once, before anything else)
         won_locks = {c.lock for c in won}
