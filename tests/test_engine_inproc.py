@@ -724,3 +724,40 @@ async def test_an_item_still_running_here_is_not_claimed_again_under_the_same_to
     assert (tmp_path / "job" / L.RETRY_DIR / held.lock).exists()  # left for any node once our run ends
     assert not await claimer.claims.commit_done(old)  # the old run's result: refused by the fence
     await node.store.close()
+
+
+async def test_the_retry_queue_is_listed_with_the_chunk_markers_when_moving_on(tmp_path) -> None:
+    """A helper whose chunk is done lists the chunk markers to find another; every chunk may be
+    swept, and the retry queue is then the last place to look: it is listed at the same time
+    (at 10 ms, the last node of a job spent 2-3 round trips more on the two listings in turn),
+    and what it offers joins that call's candidates."""
+    from worker.sweep import Sweeper
+
+    class SlowListings(LocalStore):
+        def __init__(self, root: str) -> None:
+            super().__init__(root)
+            self.events: list[tuple[str, str]] = []
+
+        async def listdir(self, rel: str):
+            self.events.append(("start", rel))
+            await asyncio.sleep(0.05)
+            self.events.append(("end", rel))
+            return await super().listdir(rel)
+
+    items = items_n(8)
+    root, store, spec = await make_job(tmp_path, items, chunk_size=4)
+    for c in range(spec.chunks):  # every chunk taken and swept by others
+        await store.mkdir(f"{L.SWEEP_DIR}/{L.chunk_name(c)}")
+        await store.mkdir(f"{L.SWEPT_DIR}/{L.chunk_name(c)}")
+    entry = L.item_id(items[5])
+    await store.write_atomic(f"{L.RETRY_DIR}/{entry}", items[5])
+    slow = SlowListings(root)
+    sweeper = Sweeper(slow, spec, "a")
+    assert [c.lock for c in await sweeper.next(1)] == [entry]  # (the first call: retry/ first)
+    slow.events.clear()
+    assert [c.lock for c in await sweeper.next(4)] == [entry]  # (not claimed: offered again)
+    starts = [rel for kind, rel in slow.events if kind == "start"]
+    first_end = next(i for i, (kind, _) in enumerate(slow.events) if kind == "end")
+    assert {L.SWEEP_DIR, L.SWEPT_DIR, L.RETRY_DIR} <= set(starts[:first_end]), slow.events
+    assert sweeper.exhausted
+    await slow.close()

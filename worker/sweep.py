@@ -67,6 +67,7 @@ class Sweeper:
         self.exhausted = spec.chunks == 0
         self.markers_read = False
         self.markers_fresh = False  # read during this call of next(): no second listing
+        self.retry_ahead: list[Candidate] | None = None  # the retry queue, listed with the markers
         self.read_ahead: dict[int, bytes | None] = {}  # chunks read while taking them, lost to another node
 
     async def _refresh_markers(self) -> None:
@@ -102,7 +103,7 @@ class Sweeper:
             self.read_ahead[index] = data
         return won
 
-    async def _next_chunk(self) -> bool:
+    async def _next_chunk(self, want: int) -> bool:
         if self.current_chunk is not None:  # swept to its end
             await self._mark_swept(self.current_chunk)
             self.current_chunk = None
@@ -114,7 +115,10 @@ class Sweeper:
                     return True
             self.helping = True
         if not self.markers_fresh:  # (listed in this call already: the first call)
-            await self._refresh_markers()
+            # Every chunk may be swept, and the retry queue is the last place to look: it is
+            # listed meanwhile (what it offers is added to this call's candidates).
+            _, self.retry_ahead = await asyncio.gather(self._refresh_markers(),
+                                                       self.retry_candidates(want, force=True))
         for index in self.order:
             if index not in self.swept:
                 data = self.read_ahead.pop(index) if index in self.read_ahead else \
@@ -178,7 +182,7 @@ class Sweeper:
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
-        self.markers_fresh = False
+        self.markers_fresh, self.retry_ahead = False, None
         if not self.markers_read and not self.exhausted:
             # The first call: the retry queue, the chunk markers and (a guess: usually free) our
             # first chunk, taken and read, in one round trip.
@@ -196,14 +200,17 @@ class Sweeper:
                 out += self.help.offer(want - len(out))
                 continue
             if self.pos >= len(self.current):
-                if not await self._next_chunk():
+                if not await self._next_chunk(want - len(out)):
                     self.exhausted = True
                     break
                 continue
             take = self.current[self.pos:self.pos + want - len(out)]
             self.pos += len(take)
             out += take
-        if not out and self.exhausted:
+        ahead, self.retry_ahead = self.retry_ahead, None
+        if ahead is not None:  # (listed with the chunk markers: first in line, as retry entries are)
+            out += ahead[:max(0, want - len(out))]
+        elif not out and self.exhausted:
             out = await self.retry_candidates(want, force=True)
         if not out and self.exhausted and self.spec.watch:
             out = await self.watch_candidates(want)
