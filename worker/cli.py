@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import sys
 
@@ -184,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_INTERRUPTED
     except BrokenPipeError:
         code = 0
+    # Everything is closed: spare the interpreter's last collections (they walked every object
+    # a long job left, 25-30 ms of CPU on each node at the job's very end). Objects are freed
+    # as at any exit; only cycles are left to the operating system.
+    gc.freeze()
     sys.exit(code)
 
 
