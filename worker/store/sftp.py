@@ -464,5 +464,4 @@ async def put_file(sftp, local: str, remote: str) -> None:
         return
     with open(local, "rb") as src:
         data = src.read()
-    async with sftp.open(remote, "wb") as fh:
-        await fh.write(data)
+    await quick_write(sftp, remote, data)  # (open, then the write and the close together)
