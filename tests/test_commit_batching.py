@@ -1,6 +1,7 @@
 """Fewer packets per item: commits of items ending close together wait for each other
-(worker/commithold.py), and the claimer claims in batches while its queue still feeds the slots
-(Claimer.worth_claiming). Fast unit tests: no sshd."""
+(worker/commithold.py), the claimer claims in batches while its queue still feeds the slots
+(Claimer.worth_claiming), and requests made while others await their answers go out together
+(the SFTP store's coalescing writer). Fast unit tests: no sshd."""
 
 from __future__ import annotations
 
@@ -108,3 +109,55 @@ def test_the_claimer_waits_for_a_batch_while_the_queue_feeds_the_slots() -> None
     assert not claimer(queue=1, slots=2, target=target).worth_claiming(0)
     # slow items (a small target): one at a time, as before
     assert claimer(queue=2, slots=2, target=3).worth_claiming(1)
+
+
+class Channel:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class Writer:
+    def __init__(self) -> None:
+        self.channel = Channel()
+
+    def write(self, data: bytes) -> None:
+        self.channel.writes.append(data)
+
+
+def coalescing(awaiting: int):
+    from worker.store.sftp import _CoalescingWriter
+    raw = Writer()
+    return _CoalescingWriter(raw, SimpleNamespace(_requests=dict.fromkeys(range(awaiting)))), raw.channel.writes
+
+
+async def test_requests_made_while_others_await_answers_wait_a_moment_for_more(monkeypatch) -> None:
+    from worker.store import sftp
+    monkeypatch.setattr(sftp, "FLUSH_HOLD", HOLD)  # (long beside a few loop turns, on any machine)
+    writer, sent = coalescing(awaiting=3)  # (the new request and two earlier ones)
+    writer.write(b"a")
+    await settle()
+    writer.write(b"b")  # a later turn: joins the held one
+    await settle()
+    assert sent == []
+    await asyncio.sleep(HOLD * 2)
+    assert sent == [b"ab"]
+
+
+async def test_a_request_nothing_else_waits_with_goes_out_at_the_end_of_the_turn() -> None:
+    writer, sent = coalescing(awaiting=1)  # only itself
+    writer.write(b"a")
+    writer.write(b"b")  # the same turn: one packet
+    await settle()
+    assert sent == [b"ab"]
+
+
+async def test_a_big_batch_is_not_held() -> None:
+    from worker.store.sftp import FLUSH_AT
+    writer, sent = coalescing(awaiting=5)
+    writer.write(b"x" * (FLUSH_AT // 2))
+    writer.write(b"y" * (FLUSH_AT // 2))
+    await settle()
+    assert [len(d) for d in sent] == [FLUSH_AT]

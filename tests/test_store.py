@@ -119,6 +119,9 @@ def test_sftp_request_coalescing_rests_on_this_asyncssh() -> None:
     assert "self._writer.write(" in inspect.getsource(asyncssh.sftp.SFTPHandler.send_packet)
     assert "self._writer" in inspect.getsource(asyncssh.sftp.SFTPHandler.__init__)
     assert "_handler" in inspect.getsource(asyncssh.sftp.SFTPClient.__init__)
+    # its hold counts the requests awaiting an answer: registered before the packet is written
+    send = inspect.getsource(asyncssh.sftp.SFTPClientHandler._send_request)
+    assert send.index("self._requests[pktid] = waiter") < send.index("self.send_packet(")
 
 
 async def test_sftp_store_coalesces_requests_against_a_real_sshd(ssh_cluster, tmp_path) -> None:

@@ -29,6 +29,8 @@ PUT_SMALL = 1 << 20  # files up to this size are uploaded with one write request
 # read + fstat + close at once (2 round trips instead of 4); a write is open, then write + close
 # (2 instead of 3); a listing reads two batches at once and closes without waiting.
 QUICK_MAX = 256 * 1024 - 1024  # one read or write request (OpenSSH's sftp-server limit)
+FLUSH_HOLD = 0.001  # s: requests made while others await their answers wait this long for more
+FLUSH_AT = 64 * 1024  # bytes of requests that go out at once, hold or not
 
 
 def _background(coro) -> None:
@@ -96,28 +98,49 @@ async def quick_listdir(sftp: asyncssh.SFTPClient, path: str) -> list:
 # (``sftp._handler._writer``): pyproject.toml bounds asyncssh's version, and
 # tests/test_store.py fails loudly when the attribute moves.
 class _CoalescingWriter:
-    """Collects the SFTP requests made in one event-loop turn into one channel write.
+    """Collects SFTP requests into one channel write: those made in one event-loop turn, and,
+    while earlier requests still await their answers, those of the next FLUSH_HOLD seconds.
 
     asyncssh sends every request as its own SSH packet (an encryption and a send() each); a
     batch of 64 pipelined claims then costs 64 of both. Coalesced, it is one: about a third
     less CPU per request, and fewer wake-ups of the master's sftp-server (bench/throughput).
+    The hold halves the packets of copy mode, whose fetches, uploads, claims and commits come
+    a turn or two apart (bench/copy: 0.93 x the time). A request made when nothing awaits an
+    answer goes out at the end of the turn, as does a batch of FLUSH_AT bytes or more: the
+    hold never adds to a round trip that something waits on alone.
     """
 
-    def __init__(self, writer) -> None:
+    def __init__(self, writer, handler=None) -> None:
         self._writer = writer
         self.channel = writer.channel
         self._pending: list[bytes] = []
+        self._size = 0
         self._loop = asyncio.get_running_loop()
+        self._handler = handler  # its ``_requests``: the requests awaiting an answer
+        self._timer: asyncio.TimerHandle | None = None
 
     def write(self, data: bytes) -> None:
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            # (the request being written is registered already: more than one awaits an answer)
+            if len(getattr(self._handler, "_requests", ())) > 1:
+                self._timer = self._loop.call_later(FLUSH_HOLD, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
         self._pending.append(data)
+        self._size += len(data)
+        if self._size >= FLUSH_AT and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
+            self._size = 0
             if not self.channel.is_closing():
                 self._writer.write(data)
 
@@ -131,7 +154,7 @@ def coalesce_requests(sftp: asyncssh.SFTPClient) -> bool:
     writer = getattr(handler, "_writer", None)
     if writer is None or not hasattr(writer, "channel") or isinstance(writer, _CoalescingWriter):
         return False
-    handler._writer = _CoalescingWriter(writer)
+    handler._writer = _CoalescingWriter(writer, handler)
     return True
 
 
