@@ -760,4 +760,10 @@ async def test_the_retry_queue_is_listed_with_the_chunk_markers_when_moving_on(t
     first_end = next(i for i, (kind, _) in enumerate(slow.events) if kind == "end")
     assert {L.SWEEP_DIR, L.SWEPT_DIR, L.RETRY_DIR} <= set(starts[:first_end]), slow.events
     assert sweeper.exhausted
+    # A call that listed the retry queue already (its poll was due) does not list it again
+    # with the markers, nor offers its entries twice.
+    sweeper.exhausted, sweeper.retry_seen = False, 0.0
+    slow.events.clear()
+    assert [c.lock for c in await sweeper.next(4)] == [entry]
+    assert [rel for kind, rel in slow.events if kind == "start"].count(L.RETRY_DIR) == 1, slow.events
     await slow.close()

@@ -185,9 +185,9 @@ class Claimer:
         if gate is not None:
             await gate  # (also when nothing was won: awaited once, before anything else)
         won_locks = {c.lock for c in won}
-        if any(c.from_retry and c.lock not in won_locks for c in candidates):
-            await self.claims.drop_done_entries([c for c in candidates if c.lock not in won_locks])
-        self.missed = not won
+        if any(c.from_retry and c.lock not in won_locks for c in fresh):
+            await self.claims.drop_done_entries([c for c in fresh if c.lock not in won_locks])
+        self.missed = bool(fresh) and not won  # (nothing tried, nothing learnt)
         if not won:
             self.spare = []  # (found free by a look-ahead a while ago: taken since, like these)
         self.sweeper.note_busy(candidates, won_locks)

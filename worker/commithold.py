@@ -8,9 +8,10 @@ HOLD (``rate × HOLD ≥ EXPECTED``), a finished item's commit waits up to HOLD 
 HOLD_MAX are waiting. Slower items are committed at once: there is nothing to batch with them.
 
 Nothing waits when the node has nothing else running or queued (the last items of the job, a
-pause) or when it is stopping (a signal, a fatal error). A held commit is an item listed in the node's status as being committed, like any other:
-a node lost during the hold costs at most ``rate × HOLD`` more re-runs of items a few
-milliseconds long (docs/protocol.md, "Which items may run twice").
+pause) or when it is stopping (a signal, a fatal error). A held commit is an item listed in the
+node's status as being committed, like any other: a node lost during the hold costs at most
+``rate × HOLD`` more re-runs of items a few milliseconds long (docs/protocol.md, "Which items
+may run twice").
 """
 
 from __future__ import annotations

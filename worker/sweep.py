@@ -68,6 +68,7 @@ class Sweeper:
         self.markers_read = False
         self.markers_fresh = False  # read during this call of next(): no second listing
         self.retry_ahead: list[Candidate] | None = None  # the retry queue, listed with the markers
+        self.retry_fresh = False  # listed during this call of next(): not again with the markers
         self.read_ahead: dict[int, bytes | None] = {}  # chunks read while taking them, lost to another node
 
     async def _refresh_markers(self) -> None:
@@ -115,10 +116,13 @@ class Sweeper:
                     return True
             self.helping = True
         if not self.markers_fresh:  # (listed in this call already: the first call)
-            # Every chunk may be swept, and the retry queue is the last place to look: it is
-            # listed meanwhile (what it offers is added to this call's candidates).
-            _, self.retry_ahead = await asyncio.gather(self._refresh_markers(),
-                                                       self.retry_candidates(want, force=True))
+            if self.retry_fresh:  # (the retry queue too, at this call's start)
+                await self._refresh_markers()
+            else:
+                # Every chunk may be swept, and the retry queue is the last place to look: it
+                # is listed meanwhile (what it offers is added to this call's candidates).
+                _, self.retry_ahead = await asyncio.gather(self._refresh_markers(),
+                                                           self.retry_candidates(want, force=True))
         for index in self.order:
             if index not in self.swept:
                 data = self.read_ahead.pop(index) if index in self.read_ahead else \
@@ -149,7 +153,7 @@ class Sweeper:
         now = time.monotonic()
         if not force and now - self.retry_seen < RETRY_POLL:
             return []
-        self.retry_seen = now
+        self.retry_seen, self.retry_fresh = now, True
         names = await self.store.listdir(L.RETRY_DIR) or []
         names = [n for n in names if ".tmp-" not in n and n not in self.retry_busy][:want]
         if not names:
@@ -182,7 +186,7 @@ class Sweeper:
 
     async def next(self, want: int) -> list[Candidate]:
         """Up to ``want`` candidates; [] when the retry queue and every chunk are exhausted."""
-        self.markers_fresh, self.retry_ahead = False, None
+        self.markers_fresh, self.retry_fresh, self.retry_ahead = False, False, None
         if not self.markers_read and not self.exhausted:
             # The first call: the retry queue, the chunk markers and (a guess: usually free) our
             # first chunk, taken and read, in one round trip.
