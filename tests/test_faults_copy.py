@@ -46,7 +46,8 @@ def test_tidy_output(tmp_path: Path) -> None:
     os.symlink("/nonexistent", out / "dangling")
     os.symlink("sub", out / "dirlink")
     os.mkfifo(out / "fifo")
-    notes = tidy_output(str(out))
+    notes, files = tidy_output(str(out))
+    assert sorted(files) == ["inner-rel", "real", "sub/inner-abs"]
     kinds = {}
     for p in out.rglob("*"):
         kinds[str(p.relative_to(out))] = "link" if p.is_symlink() else "dir" if p.is_dir() else "file"

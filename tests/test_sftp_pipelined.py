@@ -4,6 +4,7 @@ output upload makes only the directories it does not know and recovers when one 
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import asyncssh
@@ -95,3 +96,50 @@ async def test_get_file_small_in_one_request_large_in_blocks(store, tmp_path, si
     assert (tmp_path / "got").read_bytes() == data
     with pytest.raises(StoreError, match="no such file"):
         await store.get_file(str(tmp_path / "root" / "missing"), str(tmp_path / "got2"))
+
+
+async def test_put_tree_makes_a_new_directory_and_its_new_parents_in_one_batch(store, tmp_path) -> None:
+    """Two uploads at once into new directories of one new parent (two slots of a node): each
+    directory is made by one mkdir sent with its parents', none is looked at with a stat."""
+    sftp = store._sftp
+    calls: list[tuple[str, str]] = []
+    for name in ("mkdir", "stat"):
+        def counted(path, *a, _name=name, _real=getattr(sftp, name), **kw):
+            calls.append((_name, os.fsdecode(path)))
+            return _real(path, *a, **kw)
+        setattr(sftp, name, counted)
+    base = tmp_path / "root" / "results"
+    await store.put_tree(str(_tree(tmp_path / "warm", "w")), str(base / "warm"))  # learns the ancestors
+    calls.clear()
+    ups = [store.put_tree(str(_tree(tmp_path / f"out{k}", f"{k}")), str(base / "pkg" / "doc" / f"item{k}"))
+           for k in range(2)]
+    assert await asyncio.gather(*ups) == [1, 1]
+    made = sorted(p for kind, p in calls if kind == "mkdir")
+    assert [kind for kind, _ in calls].count("stat") == 0, calls
+    assert made == sorted([str(base / "pkg"), str(base / "pkg" / "doc")] * 2
+                          + [str(base / "pkg" / "doc" / f"item{k}") for k in range(2)]), made
+    for k in range(2):
+        assert (base / "pkg" / "doc" / f"item{k}" / "f").read_bytes() == f"{k}".encode()
+    # The same items again (a re-run): the directories are known, nothing is made or looked at.
+    calls.clear()
+    assert await asyncio.gather(*(store.put_tree(str(tmp_path / f"out{k}"), str(base / "pkg" / "doc" / f"item{k}"))
+                                  for k in range(2))) == [1, 1]
+    assert calls == []
+
+
+async def test_put_tree_into_directories_another_node_made(store, tmp_path) -> None:
+    """The directories exist already, made by someone else: the mkdirs fail, one stat of the
+    deepest shows a directory, and the upload goes on; a file in the way is named."""
+    base = tmp_path / "root" / "results"
+    (base / "pkg" / "item").mkdir(parents=True)
+    assert await store.put_tree(str(_tree(tmp_path / "out", "x")), str(base / "pkg" / "item")) == 1
+    assert (base / "pkg" / "item" / "f").read_bytes() == b"x"
+    (base / "pkg" / "plain").write_bytes(b"")
+    with pytest.raises(StoreError, match=r"results/pkg/plain: not a directory"):
+        await store.put_tree(str(tmp_path / "out"), str(base / "pkg" / "plain" / "item"))
+
+
+def _tree(path, data: str):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "f").write_text(data)
+    return path

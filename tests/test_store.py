@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import inspect
+import logging
 import socket
 
 import asyncssh
@@ -122,6 +123,46 @@ def test_sftp_request_coalescing_rests_on_this_asyncssh() -> None:
     # its hold counts the requests awaiting an answer: registered before the packet is written
     send = inspect.getsource(asyncssh.sftp.SFTPClientHandler._send_request)
     assert send.index("self._requests[pktid] = waiter") < send.index("self.send_packet(")
+
+
+def test_quiet_logging_rests_on_this_asyncssh() -> None:
+    """quietlog swaps the private ``_logger`` of a connection and of an SFTP handler, and
+    their packet-logging methods: fail loudly when those move."""
+    assert "self._logger = " in inspect.getsource(asyncssh.sftp.SFTPHandler.__init__)
+    assert "self._logger = " in inspect.getsource(asyncssh.connection.SSHConnection.__init__)
+    for cls in (asyncssh.sftp.SFTPHandler, asyncssh.connection.SSHConnection):
+        assert "self._logger" in inspect.getsource(cls.logger.fget)
+        assert "log_sent_packet" in dir(cls) and "log_received_packet" in dir(cls)
+    # what is skipped is asyncssh's formatting, done before it asks the logger
+    assert "isEnabledFor" not in inspect.getsource(asyncssh.logging.SSHLogger.log)
+
+
+async def test_asyncssh_debug_lines_built_only_when_read(ssh_cluster, tmp_path, caplog, monkeypatch) -> None:
+    from asyncssh.logging import SSHLogger
+
+    from worker.address import parse_address
+    from worker.store import open_store
+
+    built = []
+    real_log = SSHLogger.log
+    monkeypatch.setattr(SSHLogger, "log", lambda self, *a, **kw: built.append(a) or real_log(self, *a, **kw))
+    address = parse_address(ssh_cluster.master.url(str(tmp_path)))
+    async with await open_store(address, str(ssh_cluster.identity), str(ssh_cluster.known_hosts)) as store:
+        assert store.quiet_logs  # the private loggers were found and replaced
+        caplog.set_level(logging.INFO, logger="asyncssh")
+        built.clear()
+        assert await store.mkdir("quiet")
+        assert [a for a in built if a[0] < logging.INFO] == []  # no debug line was built
+        caplog.set_level(logging.DEBUG, logger="asyncssh")
+        asyncssh.set_debug_level(3)
+        try:
+            assert await store.mkdir("heard")
+        finally:
+            asyncssh.set_debug_level(1)
+        text = caplog.text
+        assert "Sending mkdir for" in text and "heard" in text  # SFTP request lines, as before
+        assert "Sent FXP_MKDIR (14)" in text  # and, at level 3, the SFTP packets
+        assert "Sent MSG_CHANNEL_DATA (94)" in text  # and the connection's
 
 
 async def test_sftp_store_coalesces_requests_against_a_real_sshd(ssh_cluster, tmp_path) -> None:

@@ -91,7 +91,8 @@ class JobView(Store):
     async def stat(self, rel): return await self.parent.stat(self._p(rel))
     async def realpath(self, path): return await self.parent.realpath(path)
     async def get_file(self, remote, local): return await self.parent.get_file(remote, local)
-    async def put_tree(self, local_dir, remote_dir): return await self.parent.put_tree(local_dir, remote_dir)
+    async def put_tree(self, local_dir, remote_dir, files=None):
+        return await self.parent.put_tree(local_dir, remote_dir, files)
 
     async def close(self) -> None:
         pass  # the root's store owns the connection

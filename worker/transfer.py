@@ -58,36 +58,51 @@ def inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def tidy_output(out: str) -> list[str]:
+def tidy_output(out: str) -> tuple[list[str], list[str]]:
     """Make ``out`` hold regular files and directories only, before it is uploaded: a link to a
     file inside ``out`` becomes a copy of it; other links and special files are removed.
-    Returns a note per thing removed (paths relative to ``out``)."""
-    notes = []
-    root = os.path.realpath(out)
-    for here, dirs, files in os.walk(out):
-        for name in list(dirs) + files:
-            path = os.path.join(here, name)
-            rel = os.path.relpath(path, out)
-            mode = os.lstat(path).st_mode
-            if stat.S_ISLNK(mode):
-                target = os.path.realpath(path)
-                link = os.readlink(path)
-                if inside(target, root) and os.path.isfile(target):
-                    shutil.copyfile(target, path + ".ppss-copy")
-                    os.replace(path + ".ppss-copy", path)
+    Returns (a note per thing removed, the files left); paths relative to ``out``. One walk,
+    by directory entry types: no stat of each file."""
+    notes: list[str] = []
+    files: list[str] = []
+    root = None  # out's real path: needed only for a link
+    todo = [("", out)]
+    while todo:
+        rel_dir, here = todo.pop()
+        with os.scandir(here) as entries:
+            for entry in entries:
+                rel = posixpath.join(rel_dir, entry.name) if rel_dir else entry.name
+                if entry.is_symlink():
+                    root = root or os.path.realpath(out)
+                    note = _tidy_link(entry.path, rel, root)
+                    if note is None:
+                        files.append(rel)
+                        continue
+                    notes.append(note)
+                elif entry.is_dir(follow_symlinks=False):
+                    todo.append((rel, entry.path))
                     continue
-                why = ("points to nothing" if not os.path.exists(target) else
-                       "points outside $OUTPUT_DIR" if not inside(target, root) else
-                       "is a link to a directory" if os.path.isdir(target) else "not a regular file")
-                notes.append(f"{rel}: symbolic link to {link} not uploaded ({why})")
-            elif stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-                continue
-            else:
-                notes.append(f"{rel}: not a regular file (fifo, socket or device); not uploaded")
-            os.remove(path)
-            if name in dirs:
-                dirs.remove(name)
-    return notes
+                elif entry.is_file(follow_symlinks=False):
+                    files.append(rel)
+                    continue
+                else:
+                    notes.append(f"{rel}: not a regular file (fifo, socket or device); not uploaded")
+                os.remove(entry.path)
+    return notes, files
+
+
+def _tidy_link(path: str, rel: str, root: str) -> str | None:
+    """A link to a file inside ``root`` becomes a copy of that file (None); else the note
+    saying why it is not uploaded (the caller removes it)."""
+    target = os.path.realpath(path)
+    if inside(target, root) and os.path.isfile(target):
+        shutil.copyfile(target, path + ".ppss-copy")
+        os.replace(path + ".ppss-copy", path)
+        return None
+    why = ("points to nothing" if not os.path.exists(target) else
+           "points outside $OUTPUT_DIR" if not inside(target, root) else
+           "is a link to a directory" if os.path.isdir(target) else "not a regular file")
+    return f"{rel}: symbolic link to {os.readlink(path)} not uploaded ({why})"
 
 
 class CopyTransfer:
@@ -112,9 +127,15 @@ class CopyTransfer:
     async def fetch(self, ident: str, item: bytes) -> tuple[str, str, str]:
         work, local, out = self.paths(ident, item)
         began = time.monotonic()
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(os.path.dirname(local), mode=0o700)
-        os.makedirs(out, mode=0o700)
+        try:
+            os.mkdir(work, 0o700)
+        except FileExistsError:  # left by an earlier run of this item
+            shutil.rmtree(work, ignore_errors=True)
+            os.mkdir(work, 0o700)
+        except FileNotFoundError:  # the first item: the work root is made too
+            os.makedirs(work, mode=0o700)
+        os.mkdir(os.path.dirname(local), 0o700)
+        os.mkdir(out, 0o700)
         try:
             await self.files.get_file(os.fsdecode(item), local)
         except (PpssError, OSError) as exc:
@@ -134,15 +155,16 @@ class CopyTransfer:
     async def upload(self, item: bytes, out: str) -> bytes:
         """Upload ``out``; returns notes for the item's log (what was not uploaded, and why)."""
         try:
-            notes = "".join(f"ppss: {n}\n" for n in tidy_output(out)).encode()
+            notes, files = tidy_output(out)
         except OSError as exc:
             raise TransferError(f"reading the output of {L.display_item(item)} failed: "
                                 f"{exc.strerror or exc}") from None
-        if not any(files for _, _, files in os.walk(out)):
-            return notes
+        text = "".join(f"ppss: {n}\n" for n in notes).encode()
+        if not files:
+            return text
         try:
-            await self.master.put_tree(out, self.output_target(item))
-            return notes
+            await self.master.put_tree(out, self.output_target(item), files)
+            return text
         except StoreError as exc:  # the master's fault (full, not writable): the item runs again later
             raise StoreError(f"uploading the output of {L.display_item(item)} failed: {exc}") from None
         except PpssError as exc:

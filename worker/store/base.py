@@ -11,6 +11,7 @@ Atomic primitives the protocol rests on:
 from __future__ import annotations
 
 import asyncio
+import os
 import posixpath
 import secrets
 import time
@@ -46,7 +47,15 @@ class FileServer(Protocol):
 
     async def get_file(self, remote: str, local: str) -> None: ...
 
-    async def put_tree(self, local_dir: str, remote_dir: str) -> int: ...
+    async def put_tree(self, local_dir: str, remote_dir: str, files: list[str] | None = None) -> int:
+        """Upload ``files`` (paths relative to ``local_dir``; default: every file under it) to
+        the same paths below ``remote_dir``; returns how many."""
+
+
+def tree_files(local_dir: str) -> list[str]:
+    """Every file under ``local_dir``, relative to it (put_tree's default list)."""
+    return [os.path.relpath(os.path.join(here, name), local_dir)
+            for here, _dirs, names in os.walk(local_dir) for name in names]
 
 
 class Store(AbstractAsyncContextManager):

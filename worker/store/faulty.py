@@ -103,8 +103,8 @@ class FaultyStore(Store):
     async def get_file(self, remote: str, local: str) -> None:
         return await self._do("get_file", remote, remote, local)
 
-    async def put_tree(self, local_dir: str, remote_dir: str) -> int:
-        return await self._do("put_tree", remote_dir, local_dir, remote_dir)
+    async def put_tree(self, local_dir: str, remote_dir: str, files: list[str] | None = None) -> int:
+        return await self._do("put_tree", remote_dir, local_dir, remote_dir, files)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -11,7 +11,7 @@ import shutil
 import stat as st_mod
 import time
 
-from .base import Entry, Store
+from .base import Entry, Store, tree_files
 from .errors import mapped_errors
 
 
@@ -147,17 +147,16 @@ class LocalStore(Store):
         with mapped_errors(remote):
             shutil.copyfile(remote, local)
 
-    async def put_tree(self, local_dir: str, remote_dir: str) -> int:
+    async def put_tree(self, local_dir: str, remote_dir: str, files: list[str] | None = None) -> int:
         staged: list[tuple[str, str]] = []  # (temporary, final): see SftpStore.put_tree
         try:
             with mapped_errors(remote_dir):
-                for here, _dirs, files in os.walk(local_dir):
-                    target = os.path.join(remote_dir, os.path.relpath(here, local_dir))
-                    os.makedirs(target, exist_ok=True)
-                    for name in files:
-                        final = os.path.join(target, name)
-                        staged.append((f"{final}.tmp-{secrets.token_hex(4)}", final))
-                        shutil.copyfile(os.path.join(here, name), staged[-1][0])
+                os.makedirs(remote_dir, exist_ok=True)
+                for rel in tree_files(local_dir) if files is None else files:
+                    final = os.path.join(remote_dir, rel)
+                    os.makedirs(os.path.dirname(final), exist_ok=True)
+                    staged.append((f"{final}.tmp-{secrets.token_hex(4)}", final))
+                    shutil.copyfile(os.path.join(local_dir, rel), staged[-1][0])
                 for tmp, final in staged:
                     os.replace(tmp, final)
         except BaseException:

@@ -18,8 +18,9 @@ import asyncssh
 
 from ..errors import ConnectError
 from ..sshconn import SshTarget, connect, connect_with_retry
-from .base import Entry, Store, StoreError
+from .base import Entry, Store, StoreError, tree_files
 from .errors import LOST, looks_full, mapped_errors
+from .quietlog import quiet
 
 PUT_SMALL = 1 << 20  # files up to this size are uploaded with one write request
 
@@ -191,6 +192,7 @@ class SftpStore(Store):
         self.generation = 0  # bumped at every reconnect
         self.requests = 0
         self.coalesced = False
+        self.quiet_logs = False
         self._dirs_known: set[str] = set()  # remote directories made or seen by put_tree
 
     @classmethod
@@ -212,6 +214,7 @@ class SftpStore(Store):
             conn.close()
             raise ConnectError(f"{self.target.label()}: cannot start SFTP: {exc.reason or exc}") from None
         self.coalesced = coalesce_requests(sftp)  # False if asyncssh moved its writer
+        self.quiet_logs = quiet(conn, getattr(sftp, "_handler", None))  # likewise
         self._conn, self._sftp = conn, sftp
         self._append_handles.clear()
 
@@ -397,15 +400,13 @@ class SftpStore(Store):
                 raise StoreError(f"{self.target.label()}:{remote}: no such file") from None
         await self._call(remote, op)
 
-    async def put_tree(self, local_dir: str, remote_dir: str) -> int:
-        """Upload a local tree: its directories made first (those not known to exist, one
-        round of mkdirs per depth), then every file pipelined (open, write, close each)."""
-        files = []
-        for here, _dirs, names in os.walk(local_dir):
-            rel = os.path.relpath(here, local_dir)
-            files += [(os.path.join(here, n), posixpath.normpath(posixpath.join(remote_dir, rel, n)))
-                      for n in names]
-        dirs = {posixpath.dirname(r) for _, r in files} | {posixpath.normpath(remote_dir)}
+    async def put_tree(self, local_dir: str, remote_dir: str, files: list[str] | None = None) -> int:
+        """Upload a local tree: the directories it needs that are not known to exist made first
+        (one batch, see make_dirs), then every file pipelined (open, write, close each)."""
+        remote_dir = posixpath.normpath(remote_dir)
+        files = [(os.path.join(local_dir, rel), posixpath.normpath(posixpath.join(remote_dir, rel)))
+                 for rel in (tree_files(local_dir) if files is None else files)]
+        dirs = {posixpath.dirname(r) for _, r in files} | {remote_dir}
 
         # Each file under a temporary name, renamed once all are there: a partial output never
         # sits under its final name (a full master fails a put half-way).
@@ -448,38 +449,73 @@ class SftpStore(Store):
 # ---- put_tree's helpers: directories made once (a cache of those known), small files in one write
 
 async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
-    """mkdir every directory not known to exist, shallowest first; a failed mkdir of an
-    existing directory is fine; one whose parent is missing gets the parent made first."""
-    todo = sorted(d for d in dirs if d not in known)
-    if not todo:
-        return
-    results = await asyncio.gather(*(mkdir_or_exists(sftp, d, known) for d in todo))
-    missing = [d for d, ok in zip(todo, results) if not ok]
-    if missing:
-        parents = {posixpath.dirname(d) for d in missing} - {d for d in missing}
-        parents = {p for p in parents if p and p not in (".", "/")}
-        if not parents or parents <= known:  # a directory we knew went away
-            for d in missing:
-                await sftp.makedirs(d, exist_ok=True)
-                known.add(d)
-            return
-        await make_dirs(sftp, parents, known)
-        await make_dirs(sftp, set(missing), known)
+    """Make every directory of ``dirs`` not known to exist, and its ancestors not known either.
 
-async def mkdir_or_exists(sftp, d: str, known: set[str]) -> bool:
-    """True once ``d`` is a directory (made now or before); False if its parent is missing."""
-    try:
-        await sftp.mkdir(d)
-    except asyncssh.SFTPNoSuchFile:
-        return False  # its parent is missing
-    except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+    Their mkdirs go out together, shallowest first; OpenSSH's sftp-server runs requests in
+    order, so a new directory in a new parent costs one round trip, not a failed mkdir, the
+    parent's and the child's again. A mkdir that failed is fine if the directory is there:
+    a mkdir inside it worked, or a stat says so. A child refused for want of its parent (a
+    server that runs requests out of order) is made again once the parent is; a directory
+    that is not there raises its mkdir's error (a known one that went away: put_tree forgets
+    what it knew and tries once more).
+    """
+    todo: set[str] = set()
+    for d in dirs:
+        while d not in known and d not in todo and d not in ("", ".", "/"):
+            todo.add(d)
+            d = posixpath.dirname(d)
+    order = sorted(todo, key=lambda d: (d.count("/"), d))
+    failed: dict[str, BaseException] = {}
+    made: set[str] = set()
+    while order:
+        results = await asyncio.gather(*(sftp.mkdir(d) for d in order), return_exceptions=True)
+        now = {d for d, r in zip(order, results) if not isinstance(r, BaseException)}
+        for d, r in zip(order, results):
+            if d in now:
+                failed.pop(d, None)
+            elif isinstance(r, asyncssh.SFTPError) and not isinstance(r, LOST):
+                failed[d] = r
+            else:
+                raise r
+        made |= now
+        order = sorted((d for d, r in failed.items() if isinstance(r, asyncssh.SFTPNoSuchFile)
+                        and posixpath.dirname(d) in now), key=lambda d: (d.count("/"), d))
+
+    def show(d: str) -> None:  # d is a directory, and so is each of its parents
+        shown.add(d)
+        while (d := posixpath.dirname(d)) in failed and d not in shown:
+            shown.add(d)
+    shown: set[str] = set()
+    for d in made:
+        show(d)
+    parents = {posixpath.dirname(d) for d in failed}
+    tips = sorted((d for d in failed if d not in shown and d not in parents), key=lambda d: (d.count("/"), d))
+    looks = await asyncio.gather(*(sftp.stat(d) for d in tips), return_exceptions=True)
+    for d, attrs in zip(tips, looks):
+        if isinstance(attrs, asyncssh.SFTPAttrs) and stat.S_ISDIR(attrs.permissions or 0):
+            show(d)
+        elif isinstance(attrs, asyncssh.SFTPAttrs):
+            raise asyncssh.SFTPFailure(f"{d}: not a directory")
+        elif isinstance(attrs, LOST):
+            raise attrs
+        else:
+            await _not_a_directory(sftp, d, failed)
+            raise failed[d]
+    known |= shown
+
+
+async def _not_a_directory(sftp, d: str, failed: dict[str, BaseException]) -> None:
+    """``d`` could not be made: raise "<parent>: not a directory" if that is why."""
+    while isinstance(failed.get(d), asyncssh.SFTPNoSuchFile):
+        d = posixpath.dirname(d)
+    if d in failed:  # refused for another reason: there, and maybe a file
         try:
-            if not stat.S_ISDIR((await sftp.stat(d)).permissions or 0):
-                raise asyncssh.SFTPFailure(f"{d}: not a directory") from None
-        except asyncssh.SFTPNoSuchFile:
-            return False
-    known.add(d)
-    return True
+            attrs = await sftp.stat(d)
+        except asyncssh.SFTPError:
+            return
+        if not stat.S_ISDIR(attrs.permissions or 0):
+            raise asyncssh.SFTPFailure(f"{d}: not a directory")
+
 
 async def put_file(sftp, local: str, remote: str) -> None:
     if os.path.getsize(local) > PUT_SMALL:
