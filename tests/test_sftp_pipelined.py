@@ -12,13 +12,17 @@ import pytest
 
 from worker.address import parse_address
 from worker.store import StoreError, open_store
+from worker.store import pipelined
 from worker.store.sftp import QUICK_MAX
 
 pytestmark = pytest.mark.ssh
 
 
-@pytest.fixture
-async def store(ssh_cluster, tmp_path):
+@pytest.fixture(params=["direct", "asyncssh-calls"])
+async def store(ssh_cluster, tmp_path, request, monkeypatch):
+    """The store, its pipelined steps written straight on the SFTP handler (as with OpenSSH),
+    and through asyncssh's own calls (as with a server of another SFTP version)."""
+    monkeypatch.setattr(pipelined, "DIRECT", request.param == "direct")
     address = parse_address(ssh_cluster.master.url(str(tmp_path / "root")))
     (tmp_path / "root").mkdir()
     async with await open_store(address, str(ssh_cluster.identity), str(ssh_cluster.known_hosts)) as s:

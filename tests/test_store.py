@@ -13,6 +13,7 @@ import pytest
 
 from worker.errors import ConnectError
 from worker.sshconn import is_retryable
+from worker.store import pipelined
 from worker.store import Fault, FaultyStore, FileServer, LocalStore, SftpStore, Store, StoreError, mapped_errors
 
 
@@ -123,6 +124,13 @@ def test_sftp_request_coalescing_rests_on_this_asyncssh() -> None:
     # its hold counts the requests awaiting an answer: registered before the packet is written
     send = inspect.getsource(asyncssh.sftp.SFTPClientHandler._send_request)
     assert send.index("self._requests[pktid] = waiter") < send.index("self.send_packet(")
+    # pipelined.py writes requests with _send_request and reads answers as _make_request does
+    make = inspect.getsource(asyncssh.sftp.SFTPClientHandler._make_request)
+    for line in ("self._send_request(pkttype, args, waiter)", "resptype, resp = await waiter",
+                 "return_type = self._return_types.get(pkttype)",
+                 "result = self._packet_handlers[resptype](self, resp)"):
+        assert line in make, line
+    assert "self._loop = loop" in inspect.getsource(asyncssh.sftp.SFTPClientHandler.__init__)
 
 
 def test_quiet_logging_rests_on_this_asyncssh() -> None:
@@ -172,6 +180,7 @@ async def test_sftp_store_coalesces_requests_against_a_real_sshd(ssh_cluster, tm
     address = parse_address(ssh_cluster.master.url(str(tmp_path)))
     async with await open_store(address, str(ssh_cluster.identity), str(ssh_cluster.known_hosts)) as store:
         assert store.coalesced  # the private writer was found and replaced
+        assert pipelined._direct(store._sftp._handler)  # OpenSSH's SFTP v3: requests written straight
         assert all(await asyncio.gather(*(store.mkdir(f"d{i}") for i in range(20))))
         await store.write("f", b"x" * 100_000)
         assert await store.read("f") == b"x" * 100_000

@@ -20,79 +20,14 @@ from ..errors import ConnectError
 from ..sshconn import SshTarget, connect, connect_with_retry
 from .base import Entry, Store, StoreError, tree_files
 from .errors import LOST, looks_full, mapped_errors
+from .pipelined import QUICK_MAX, background, quick_listdir, quick_read, quick_write
 from .quietlog import quiet
 
 PUT_SMALL = 1 << 20  # files up to this size are uploaded with one write request
 
 
-# Fewer round trips per operation (the master may be far away): the requests of one step are
-# sent together on the SFTP handler (the server answers them in order). A read is open, then
-# read + fstat + close at once (2 round trips instead of 4); a write is open, then write + close
-# (2 instead of 3); a listing reads two batches at once and closes without waiting.
-QUICK_MAX = 256 * 1024 - 1024  # one read or write request (OpenSSH's sftp-server limit)
 FLUSH_HOLD = 0.001  # s: requests made while others await their answers wait this long for more
 FLUSH_AT = 64 * 1024  # bytes of requests that go out at once, hold or not
-
-
-def _background(coro) -> None:
-    task = asyncio.ensure_future(coro)
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-
-async def quick_read(sftp: asyncssh.SFTPClient, path: str, whole: bool = True) -> bytes | None:
-    """The whole file (SFTPNoSuchFile if missing); a file larger than one request is read
-    with asyncssh's parallel reads, or (``whole`` false) gives None."""
-    h = sftp._handler
-    handle = await h.open(sftp.compose_path(path), asyncssh.FXF_READ, asyncssh.SFTPAttrs())
-    size = min(QUICK_MAX, getattr(getattr(sftp, "limits", None), "max_read_len", QUICK_MAX))
-    data, attrs, _ = await asyncio.gather(h.read(handle, 0, size), h.fstat(handle, 0x800001FD),
-                                          h.close(handle), return_exceptions=True)
-    if isinstance(data, asyncssh.SFTPEOFError):
-        data = (b"", False)
-    for r in (data, attrs):
-        if isinstance(r, BaseException):
-            raise r
-    if attrs.size is not None and attrs.size > len(data[0]):
-        if not whole:
-            return None
-        async with sftp.open(path, "rb") as fh:  # larger than one request (or growing)
-            return await fh.read()
-    return data[0]
-
-
-async def quick_write(sftp: asyncssh.SFTPClient, path: str, data: bytes,
-                      attrs: asyncssh.SFTPAttrs | None = None) -> None:
-    attrs = attrs or asyncssh.SFTPAttrs()
-    if len(data) > QUICK_MAX:
-        async with sftp.open(path, "wb", attrs) as fh:
-            await fh.write(data)
-        return
-    h = sftp._handler
-    handle = await h.open(sftp.compose_path(path), asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC,
-                          attrs)
-    wrote, closed = await asyncio.gather(h.write(handle, 0, data), h.close(handle), return_exceptions=True)
-    for r in (wrote, closed):
-        if isinstance(r, BaseException):
-            raise r
-
-
-async def quick_listdir(sftp: asyncssh.SFTPClient, path: str) -> list:
-    h = sftp._handler
-    handle = await h.opendir(sftp.compose_path(path))
-    names: list = []
-    try:
-        while True:
-            batches = await asyncio.gather(h.readdir(handle), h.readdir(handle), return_exceptions=True)
-            for b in batches:
-                if isinstance(b, asyncssh.SFTPEOFError):
-                    return names
-                if isinstance(b, BaseException):
-                    raise b
-                for n in b[0]:
-                    n.filename = sftp.decode(n.filename)
-                names += b[0]
-    finally:
-        _background(h.close(handle))
 
 
 # The coalescing writer replaces a private attribute of asyncssh's SFTP client
@@ -414,13 +349,14 @@ class SftpStore(Store):
 
         async def op(sftp):
             await make_dirs(sftp, dirs, self._dirs_known)
-            puts = await asyncio.gather(*(put_file(sftp, loc, tmp) for loc, tmp, _ in staged),
-                                        return_exceptions=True)
+            puts = await each([put_file(sftp, loc, tmp) for loc, tmp, _ in staged])
             failed = [r for r in puts if isinstance(r, BaseException)]
             if failed:
-                await asyncio.gather(*(sftp.remove(tmp) for _, tmp, _ in staged), return_exceptions=True)
+                await each([sftp.remove(tmp) for _, tmp, _ in staged])
                 raise failed[0]
-            await asyncio.gather(*(sftp.posix_rename(tmp, rem) for _, tmp, rem in staged))
+            for r in await each([sftp.posix_rename(tmp, rem) for _, tmp, rem in staged]):
+                if isinstance(r, BaseException):
+                    raise r
         try:
             await self._call(remote_dir, op)
         except StoreError:
@@ -432,7 +368,7 @@ class SftpStore(Store):
 
     async def close(self) -> None:
         for fh in list(self._append_handles.values()):
-            _background(fh.close())  # (their writes were answered: no round trip to wait for)
+            background(fh.close())  # (their writes were answered: no round trip to wait for)
         self._append_handles.clear()
         if self._conn:
             self._conn.close()
@@ -447,6 +383,19 @@ class SftpStore(Store):
 
 
 # ---- put_tree's helpers: directories made once (a cache of those known), small files in one write
+
+async def each(coros: list) -> list:
+    """``asyncio.gather(*coros, return_exceptions=True)``, without a task when there is one
+    (an upload is usually one file, in one new directory)."""
+    if len(coros) != 1:
+        return await asyncio.gather(*coros, return_exceptions=True)
+    try:
+        return [await coros[0]]
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return [exc]
+
 
 async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
     """Make every directory of ``dirs`` not known to exist, and its ancestors not known either.
@@ -468,7 +417,7 @@ async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
     failed: dict[str, BaseException] = {}
     made: set[str] = set()
     while order:
-        results = await asyncio.gather(*(sftp.mkdir(d) for d in order), return_exceptions=True)
+        results = await each([sftp.mkdir(d) for d in order])
         now = {d for d, r in zip(order, results) if not isinstance(r, BaseException)}
         for d, r in zip(order, results):
             if d in now:
@@ -490,7 +439,7 @@ async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
         show(d)
     parents = {posixpath.dirname(d) for d in failed}
     tips = sorted((d for d in failed if d not in shown and d not in parents), key=lambda d: (d.count("/"), d))
-    looks = await asyncio.gather(*(sftp.stat(d) for d in tips), return_exceptions=True)
+    looks = await each([sftp.stat(d) for d in tips])
     for d, attrs in zip(tips, looks):
         if isinstance(attrs, asyncssh.SFTPAttrs) and stat.S_ISDIR(attrs.permissions or 0):
             show(d)
