@@ -767,3 +767,35 @@ async def test_the_retry_queue_is_listed_with_the_chunk_markers_when_moving_on(t
     assert [c.lock for c in await sweeper.next(4)] == [entry]
     assert [rel for kind, rel in slow.events if kind == "start"].count(L.RETRY_DIR) == 1, slow.events
     await slow.close()
+
+
+@pytest.mark.parametrize("phase", ["locks", "tokens"])
+async def test_a_claim_cancelled_half_way_leaves_no_lock_without_its_token(tmp_path, phase) -> None:
+    """A worker stopping (a fatal error, a signal) cancels its claimer: a claim cancelled after
+    its mkdirs reached the master, before their answers, left locks without a token, each
+    holding its item until its lease ran out. The mkdirs are let finish, and what they won is
+    undone (the items then claimable at once)."""
+    items = items_n(3)
+    root, store, spec = await make_job(tmp_path, items)
+    answered = asyncio.Event()
+
+    class SlowAnswers(LocalStore):  # the master did it; the answer is late
+        async def mkdir(self, rel, mode=None):
+            done = await super().mkdir(rel, mode)
+            if rel.count("/") == (2 if phase == "locks" else 3):
+                await answered.wait()
+            return done
+
+    claims = Claims(SlowAnswers(root), "a@run")
+    task = asyncio.create_task(claims.claim([Candidate(L.item_id(i), i) for i in items]))
+    await until(lambda: len(list((tmp_path / "job" / "locks").glob("*/*"))) == 3, "the locks made")
+    if phase == "tokens":
+        await until(lambda: len(list((tmp_path / "job" / "locks").glob("*/*/*"))) == 3, "the tokens made")
+    task.cancel()
+    await asyncio.sleep(0.05)
+    answered.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert list((tmp_path / "job" / "locks").glob("*/*")) == []  # nothing held
+    again = await Claims(store, "b@run").claim([Candidate(L.item_id(i), i) for i in items])
+    assert len(again) == 3

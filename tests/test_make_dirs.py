@@ -22,7 +22,7 @@ class FakeSftp:
         self.deepest_first = deepest_first
         self.calls: list[tuple[str, str]] = []
 
-    async def mkdir(self, path: str) -> None:
+    async def mkdir(self, path: str, attrs=None) -> None:
         if self.deepest_first:
             await asyncio.sleep(0.001 * (10 - path.count("/")))
         self.calls.append(("mkdir", path))
@@ -80,7 +80,7 @@ async def test_a_known_directory_gone_raises_for_put_tree_to_retry() -> None:
 
 async def test_a_lost_connection_is_not_taken_for_a_missing_directory() -> None:
     class Lost(FakeSftp):
-        async def mkdir(self, path):
+        async def mkdir(self, path, attrs=None):
             raise asyncssh.SFTPConnectionLost("lost")
     with pytest.raises(asyncssh.SFTPConnectionLost):
         await make_dirs(Lost(dirs={"/r"}), {"/r/a"}, {"/r"})

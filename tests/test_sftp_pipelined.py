@@ -67,17 +67,11 @@ async def test_put_tree_makes_each_directory_once_and_again_when_it_went(store, 
     (local / "top.txt").write_bytes(b"1")
     (local / "a" / "b" / "deep.txt").write_bytes(b"2")
     remote = str(tmp_path / "root" / "results" / "x" / "y")
-    calls: list[str] = []
-    sftp = store._sftp
-    mkdir = sftp.mkdir
-
-    async def counted(path, *a, **kw):
-        calls.append(os.fsdecode(path))
-        return await mkdir(path, *a, **kw)
-    sftp.mkdir = counted
+    calls = _requests_sent(store)
     assert await store.put_tree(str(local), remote) == 2
     assert (tmp_path / "root" / "results" / "x" / "y" / "a" / "b" / "deep.txt").read_bytes() == b"2"
     first = len(calls)
+    assert ("mkdir", str(tmp_path / "root" / "results" / "x" / "y" / "a" / "b")) in calls
     assert await store.put_tree(str(local), remote) == 2
     assert len(calls) == first  # every directory known: no mkdir at all
     # A directory it knew is removed behind its back: made again, upload complete.
@@ -105,13 +99,7 @@ async def test_get_file_small_in_one_request_large_in_blocks(store, tmp_path, si
 async def test_put_tree_makes_a_new_directory_and_its_new_parents_in_one_batch(store, tmp_path) -> None:
     """Two uploads at once into new directories of one new parent (two slots of a node): each
     directory is made by one mkdir sent with its parents', none is looked at with a stat."""
-    sftp = store._sftp
-    calls: list[tuple[str, str]] = []
-    for name in ("mkdir", "stat"):
-        def counted(path, *a, _name=name, _real=getattr(sftp, name), **kw):
-            calls.append((_name, os.fsdecode(path)))
-            return _real(path, *a, **kw)
-        setattr(sftp, name, counted)
+    calls = _requests_sent(store)
     base = tmp_path / "root" / "results"
     await store.put_tree(str(_tree(tmp_path / "warm", "w")), str(base / "warm"))  # learns the ancestors
     calls.clear()
@@ -141,6 +129,22 @@ async def test_put_tree_into_directories_another_node_made(store, tmp_path) -> N
     (base / "pkg" / "plain").write_bytes(b"")
     with pytest.raises(StoreError, match=r"results/pkg/plain: not a directory"):
         await store.put_tree(str(tmp_path / "out"), str(base / "pkg" / "plain" / "item"))
+
+
+def _requests_sent(store) -> list[tuple[str, str]]:
+    """(kind, path) of each mkdir and stat the store sends from now on (counted where both of
+    the store's ways to send a request meet: asyncssh's handler)."""
+    handler = store._sftp._handler
+    kinds = {asyncssh.sftp.FXP_MKDIR: "mkdir", asyncssh.sftp.FXP_STAT: "stat", asyncssh.sftp.FXP_LSTAT: "stat"}
+    calls: list[tuple[str, str]] = []
+    real = handler._send_request
+
+    def send(pkttype, args, waiter):
+        if pkttype in kinds:
+            calls.append((kinds[pkttype], os.fsdecode(args[0][4:])))
+        return real(pkttype, args, waiter)
+    handler._send_request = send
+    return calls
 
 
 def _tree(path, data: str):

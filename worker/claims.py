@@ -55,28 +55,15 @@ class Claims:
         """Try to claim every candidate (pipelined); return the ones this node won.
         ``before_tokens``: awaited between the locks and the tokens (the worker's first status
         write: a token must not appear before its run's status file). ``contended``: the batch
-        may well be lost (helping in a chunk): its first lock is looked at in the same round trip."""
+        may well be lost (helping in a chunk): its first lock is looked at in the same round trip.
+
+        A claim cancelled half-way (the worker stopping) lets its requests finish and undoes what
+        they won: a lock must not stay without its token (it would hold its item until its lease
+        ran out, nobody being able to tell it from a claim being made)."""
         if not candidates:
             return []
-        # SFTP v3 reports "exists" and "disk full" alike: a batch all lost looks at its first lock.
-        # When that is likely, in the same round trip (the server answers in order: after its
-        # mkdir); else after, which costs a request only when it happens (usually one item a batch).
-        await self.store.modes()  # (known by now: nothing goes out before the mkdirs)
-        looks = [self.store.stat(L.lock_path(candidates[0].lock))] if contended else []
-        results = await asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates),
-                                       *looks, return_exceptions=True)
-        won, looked = results[:len(candidates)], results[len(candidates):]
-        errors = [r for r in won if isinstance(r, BaseException)]
-        winners = [c for c, ok in zip(candidates, won) if ok is True]
-        if errors:  # the master refused one (a shard not writable): undo the others, say why
-            await asyncio.gather(*(self.store.rmdir(L.lock_path(c.lock)) for c in winners),
-                                 return_exceptions=True)
-            raise errors[0]
+        winners = await self._lock(candidates, contended)
         if not winners:
-            first = looked[0] if looked else await self.store.stat(L.lock_path(candidates[0].lock))
-            if first is None or isinstance(first, BaseException):
-                raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
-                                 f"{await refused_mkdir(self.store)}")
             return []
         if before_tokens is not None:
             try:
@@ -89,14 +76,50 @@ class Claims:
         if self.make_output_dirs:
             ops += [self.store.mkdir(L.output_path(L.parse_lock_name(c.lock)[0])) for c in winners]
         ops += [self.store.remove(f"{L.RETRY_DIR}/{c.lock}") for c in winners if c.from_retry]
-        results = await asyncio.gather(*ops, return_exceptions=True)
+        tokens = asyncio.gather(*ops, return_exceptions=True)
+        try:
+            results = await asyncio.shield(tokens)
+        except asyncio.CancelledError:
+            await _end_of(tokens)
+            await asyncio.gather(*(self.unclaim(c) for c in winners), return_exceptions=True)
+            raise
         failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            # Give the whole batch back: a lock left without its token would hold its item
-            # until the lease runs out (nobody can tell it from a claim being made).
+        if failed:  # give the whole batch back (a lock without its token, as above)
             await asyncio.gather(*(self.unclaim(c) for c in winners), return_exceptions=True)
             raise failed[0]
         return [Claim(c.lock, c.item, c.from_retry) for c in winners]
+
+    async def _lock(self, candidates: list[Candidate], contended: bool) -> list[Candidate]:
+        """mkdir every candidate's lock; the ones won."""
+        # SFTP v3 reports "exists" and "disk full" alike: a batch all lost looks at its first lock.
+        # When that is likely, in the same round trip (the server answers in order: after its
+        # mkdir); else after, which costs a request only when it happens (usually one item a batch).
+        await self.store.modes()  # (known by now: nothing goes out before the mkdirs)
+        looks = [self.store.stat(L.lock_path(candidates[0].lock))] if contended else []
+        locking = asyncio.gather(*(self.store.mkdir(L.lock_path(c.lock)) for c in candidates), *looks,
+                                 return_exceptions=True)
+        try:
+            results = await asyncio.shield(locking)
+        except asyncio.CancelledError:
+            results = await _end_of(locking)
+            await asyncio.gather(*(self.store.rmdir(L.lock_path(c.lock)) for c, ok in zip(candidates, results)
+                                   if ok is True), return_exceptions=True)
+            raise
+        won, looked = results[:len(candidates)], results[len(candidates):]
+        errors = [r for r in won if isinstance(r, BaseException)]
+        winners = [c for c, ok in zip(candidates, won) if ok is True]
+        if errors:  # the master refused one (a shard not writable): undo the others, say why
+            await asyncio.gather(*(self.store.rmdir(L.lock_path(c.lock)) for c in winners),
+                                 return_exceptions=True)
+            raise errors[0]
+        if not winners:
+            first = looked[0] if looked else None
+            if first is None or isinstance(first, BaseException):  # (or looked before the mkdir went)
+                first = await self.store.stat(L.lock_path(candidates[0].lock))
+            if first is None:
+                raise StoreError(f"{self.store.where(L.lock_path(candidates[0].lock))}: "
+                                 f"{await refused_mkdir(self.store)}")
+        return winners
 
     async def drop_done_entries(self, lost: list[Candidate]) -> int:
         """Retry entries whose claim was lost: an entry whose item is done already is stale (the
@@ -142,6 +165,19 @@ class Claims:
 
     async def holds(self, claim: Claim) -> bool:
         return await self.store.exists(self.token_path(claim.lock))
+
+
+UNDO_WAIT = 5.0  # s a cancelled claim waits for its answers, to undo what it won
+
+
+async def _end_of(fut: asyncio.Future):
+    """Its outcome once it has ended, within UNDO_WAIT (the master unreachable: the claims
+    won are left to their leases, as after a crash), else the cancellation goes on."""
+    await asyncio.wait([fut], timeout=UNDO_WAIT)
+    if not fut.done():
+        fut.cancel()
+        raise asyncio.CancelledError
+    return fut.result()
 
 
 def record(claim: Claim, node: str, host: str, exit_code: int, started: float, duration: float,

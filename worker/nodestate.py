@@ -60,7 +60,7 @@ class NodeState:
         if self.pool is not None:
             state = most_restrictive(state, self.pool.state)
             slots = min(self.pool.slots, slots) if slots is not None else self.pool.slots
-        if self.interrupted or self.detached:
+        if self.interrupted or self.detached or self.fatal:  # (a fatal error: nothing more is claimed)
             state = "stopped"
         return state, self.cli_slots if slots is None else slots
 

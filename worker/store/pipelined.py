@@ -15,15 +15,18 @@ through the handler's calls. The private parts used are checked by tests/test_st
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncssh
 from asyncssh.packet import String, UInt32, UInt64
-from asyncssh.sftp import FXP_CLOSE, FXP_FSTAT, FXP_OPEN, FXP_READ, FXP_STATUS, FXP_WRITE
+from asyncssh.sftp import FXP_CLOSE, FXP_FSTAT, FXP_MKDIR, FXP_OPEN, FXP_READ, FXP_STATUS, FXP_WRITE
 
 QUICK_MAX = 256 * 1024 - 1024  # one read or write request (OpenSSH's sftp-server limit)
 DIRECT = True  # False: always through asyncssh's calls (the tests run both ways)
 
 _Sent = tuple[int, asyncio.Future]
+_NAMES = {FXP_CLOSE: "close", FXP_FSTAT: "fstat", FXP_MKDIR: "mkdir", FXP_OPEN: "open", FXP_READ: "read",
+          FXP_WRITE: "write"}
 
 
 def background(coro) -> None:
@@ -36,6 +39,8 @@ def _direct(h) -> bool:
 
 
 def _send(h, pkttype: int, *args: bytes) -> _Sent:
+    if h.logger.isEnabledFor(logging.DEBUG):  # (asyncssh's own calls log their requests too)
+        h.logger.debug1("Sending %s (pipelined)", _NAMES.get(pkttype, pkttype))
     waiter = h._loop.create_future()
     h._send_request(pkttype, args, waiter)
     return pkttype, waiter
@@ -122,6 +127,22 @@ async def quick_write(sftp: asyncssh.SFTPClient, path: str, data: bytes,
     for r in done:
         if isinstance(r, BaseException):
             raise r
+
+
+async def mkdirs(sftp: asyncssh.SFTPClient, paths: list[str], attrs: asyncssh.SFTPAttrs) -> list:
+    """mkdir each path, all sent at once: None for each made, else its error."""
+    h = getattr(sftp, "_handler", None)
+    if _direct(h):
+        encoded = attrs.encode(3)
+        return await _answers(h, [_send(h, FXP_MKDIR, String(sftp.compose_path(p)), encoded) for p in paths])
+    if len(paths) == 1:
+        try:
+            return [await sftp.mkdir(paths[0], attrs)]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return [exc]
+    return await asyncio.gather(*(sftp.mkdir(p, attrs) for p in paths), return_exceptions=True)
 
 
 async def quick_listdir(sftp: asyncssh.SFTPClient, path: str) -> list:

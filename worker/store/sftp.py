@@ -20,7 +20,7 @@ from ..errors import ConnectError
 from ..sshconn import SshTarget, connect, connect_with_retry
 from .base import Entry, Store, StoreError, tree_files
 from .errors import LOST, looks_full, mapped_errors
-from .pipelined import QUICK_MAX, background, quick_listdir, quick_read, quick_write
+from .pipelined import QUICK_MAX, background, mkdirs, quick_listdir, quick_read, quick_write
 from .quietlog import quiet
 
 PUT_SMALL = 1 << 20  # files up to this size are uploaded with one write request
@@ -206,10 +206,11 @@ class SftpStore(Store):
         mode = (await self.modes())[0] if mode is None else mode
 
         async def op(sftp):
-            try:
-                await sftp.mkdir(self.path(rel), asyncssh.SFTPAttrs(permissions=mode & 0o777))
-            except (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists):
+            (r,) = await mkdirs(sftp, [self.path(rel)], asyncssh.SFTPAttrs(permissions=mode & 0o777))
+            if isinstance(r, (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists)):
                 return False  # v3 has no EEXIST code; callers check a full disk apart
+            if r is not None:
+                raise r
             if mode & 0o2070 == 0o2070:  # a shared job: group-writable despite sftp-server's umask
                 await sftp.chmod(self.path(rel), mode)
             return True
@@ -417,7 +418,7 @@ async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
     failed: dict[str, BaseException] = {}
     made: set[str] = set()
     while order:
-        results = await each([sftp.mkdir(d) for d in order])
+        results = await mkdirs(sftp, order, asyncssh.SFTPAttrs())
         now = {d for d, r in zip(order, results) if not isinstance(r, BaseException)}
         for d, r in zip(order, results):
             if d in now:
