@@ -401,8 +401,9 @@ async def cmd_deploy(args) -> int:
             word, detail = await deploy_node(conn, node, cluster, payload, wheelsets, args.autostart,
                                              args.allow_root, broken=True)
             found = await node_master_check(conn, node, cluster, need_job=False, first=IMPORT_CHECK_PY)
-        if found.failures:
-            raise NodeFailure(f"{word} ({detail}), but: " + "; ".join(found.failures))
+        if found.failures:  # (grouped in the summary without this node's install details)
+            raise NodeFailure(f"{word} ({detail}), but: " + "; ".join(found.failures),
+                              f"{word}, but: " + "; ".join(found.failures))
         return word, "; ".join([detail, *found.ok, *found.warnings])
 
     return await for_each_node(cluster, action, "deploy", parallel=getattr(args, "parallel", None))

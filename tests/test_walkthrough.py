@@ -335,6 +335,9 @@ def test_check_names_each_broken_link(site):
     lines = node_lines(r.stdout, site)
     assert r.returncode == 6, r.stdout
     assert all("the master refuses the node's login" in v and "ppss_node.pub" in v for v in lines.values()), lines
+    r = console(site, "deploy")  # the summary: both nodes in one group (their install paths differ)
+    assert r.returncode != 0 and re.search(r"^  FAILED \(2\): .*the master refuses the node's login", r.stdout,
+                                           re.M), r.stdout
     master_keys.write_text(saved)
 
     # an authorized_keys the master account cannot write: no warning
