@@ -225,6 +225,9 @@ async def cmd_status(args) -> int:
             widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
             for r in rows:
                 print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            for n in data["nodes"]:
+                if n["error"]:
+                    print(f"{n['name']}: worker error: {n['error']}")
         else:
             print("no node has reported yet")
     return EXIT_ITEMS_FAILED if data["failed"] else EXIT_OK

@@ -28,7 +28,7 @@ from worker import layout as L
 
 pytestmark = pytest.mark.ssh
 
-NODE_KEYS = ["name", "state", "slots", "done", "failed", "running", "last_seen_s"]
+NODE_KEYS = ["name", "state", "slots", "done", "failed", "running", "last_seen_s", "error"]
 
 
 # ---------------------------------------------------------------------------------------------

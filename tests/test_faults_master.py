@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -79,6 +80,8 @@ def test_a_refused_lock_shard_writes_nothing_off(ssh_cluster: SshCluster, make_j
     status = job.node_status("w1")
     assert status["state"] == "error" and f"{L.LOCKS_DIR}/{shard}/" in status["error"], status
     assert not status["running"], status
+    text = job.console("status").stdout  # the operator reads why, headless too
+    assert re.search(rf"^w1: worker error: .*{L.LOCKS_DIR}/{shard}/", text, re.M), text
     assert len(job.joblog("w1")) == len(done)  # flushed on the way out
     job.start("w1", 2)
     job.wait_ok("w1", 60)

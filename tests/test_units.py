@@ -352,7 +352,7 @@ def test_jobspec_mentions_item() -> None:
 # ---------------------------------------------------------------------------------------------
 # status shapes
 
-NODE_KEYS = ["name", "state", "slots", "done", "failed", "running", "last_seen_s"]
+NODE_KEYS = ["name", "state", "slots", "done", "failed", "running", "last_seen_s", "error"]
 TOP_KEYS = ["total", "done", "failed", "running", "pending", "nodes"]
 
 
@@ -361,7 +361,7 @@ def test_job_status_to_dict_shape() -> None:
     r = lambda n: tuple(RunningItem(f"l{i}", f"item{i}", i + 1, 0.0) for i in range(n))
     nodes = (
         NodeStatus("a", "running", slots=4, done=5, failed=1, running=r(3), last_seen_s=0.44),
-        NodeStatus("b", "finished", slots=2, done=6, failed=0, last_seen_s=3.06),
+        NodeStatus("b", "error", slots=2, done=6, failed=0, last_seen_s=3.06, error="/out/x: Permission denied"),
         # silent for longer than the lease: "lost", its running items are not counted
         NodeStatus("c", "running", slots=1, done=2, failed=0, running=r(1), last_seen_s=120.0),
     )
@@ -371,12 +371,23 @@ def test_job_status_to_dict_shape() -> None:
     assert (d["total"], d["done"], d["failed"], d["running"], d["pending"]) == (20, 13, 1, 3, 3)
     assert [list(n) for n in d["nodes"]] == [NODE_KEYS] * 3
     assert d["nodes"][0] == {"name": "a", "state": "running", "slots": 4, "done": 5, "failed": 1,
-                             "running": 3, "last_seen_s": 0.4}
-    assert d["nodes"][1] == {"name": "b", "state": "finished", "slots": 2, "done": 6, "failed": 0,
-                             "running": 0, "last_seen_s": 3.1}
+                             "running": 3, "last_seen_s": 0.4, "error": ""}
+    assert d["nodes"][1] == {"name": "b", "state": "error", "slots": 2, "done": 6, "failed": 0,
+                             "running": 0, "last_seen_s": 3.1, "error": "/out/x: Permission denied"}
     assert d["nodes"][2]["state"] == "lost"
     assert d["nodes"][2]["running"] == 1
     json.dumps(d)  # serialisable
+
+
+def test_where_names_an_absolute_path_on_the_masters_host() -> None:
+    """Copy mode's files are absolute paths on the master: named with its host, not under the job."""
+    from worker.store import LocalStore
+
+    store = LocalStore("/jobs/j")
+    assert store.where("done/ab") == "/jobs/j/done/ab" and store.where("/out/f") == "/out/f"
+    store.label = "ssh://u@host:2222/~/jobs/j"
+    assert store.where("locks") == "ssh://u@host:2222/~/jobs/j/locks"
+    assert store.where("/srv/out/a/f") == "ssh://u@host:2222/srv/out/a/f"
 
 
 def test_job_status_empty_and_pending_never_negative() -> None:

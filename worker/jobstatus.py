@@ -166,7 +166,8 @@ class JobStatus:
             "running": self.running, "pending": self.pending,
             "nodes": [{"name": n.name, "state": n.effective_state(lease), "slots": n.slots,
                        "done": n.done, "failed": n.failed, "running": len(n.running),
-                       "last_seen_s": None if n.last_seen_s is None else round(n.last_seen_s, 1)}
+                       "last_seen_s": None if n.last_seen_s is None else round(n.last_seen_s, 1),
+                       "error": n.error}
                       for n in self.nodes],
         }
 

@@ -79,6 +79,9 @@ class Store(AbstractAsyncContextManager):
         return posixpath.join(self.root, rel) if rel else self.root
 
     def where(self, rel: str) -> str:
+        if rel.startswith("/"):  # an absolute path on the master (copy mode's files): the host, then it
+            scheme, sep, rest = self.label.partition("://")
+            return f"{scheme}://{rest.split('/', 1)[0]}{rel}" if sep else rel
         return f"{self.label}/{rel}" if rel else self.label
 
     async def __aexit__(self, *exc_info) -> None:
