@@ -17,8 +17,8 @@ class FakeSftp:
     """Directories and files by path; ``deepest_first`` answers deeper mkdirs first (a
     server free to reorder), so a child can be refused before its parent is made."""
 
-    def __init__(self, dirs=(), files=(), deepest_first=False) -> None:
-        self.dirs, self.files = set(dirs) | {"/"}, set(files)
+    def __init__(self, dirs=(), files=(), deepest_first=False, locked=()) -> None:
+        self.dirs, self.files, self.locked = set(dirs) | {"/"}, set(files), set(locked)
         self.deepest_first = deepest_first
         self.calls: list[tuple[str, str]] = []
 
@@ -30,6 +30,8 @@ class FakeSftp:
             raise asyncssh.SFTPFailure("Failure")
         if posixpath.dirname(path) not in self.dirs:
             raise asyncssh.SFTPNoSuchFile("No such file")
+        if posixpath.dirname(path) in self.locked:
+            raise asyncssh.SFTPPermissionDenied("Permission denied")
         self.dirs.add(path)
 
     async def stat(self, path: str):
@@ -84,3 +86,11 @@ async def test_a_lost_connection_is_not_taken_for_a_missing_directory() -> None:
             raise asyncssh.SFTPConnectionLost("lost")
     with pytest.raises(asyncssh.SFTPConnectionLost):
         await make_dirs(Lost(dirs={"/r"}), {"/r/a"}, {"/r"})
+
+
+async def test_a_parent_that_refuses_is_the_error_told() -> None:
+    """A new directory in a parent the account cannot write: "Permission denied" (the parent's
+    mkdir), not the "No such file" of the directories below it."""
+    sftp = FakeSftp(dirs={"/r", "/r/ro"}, locked={"/r/ro"})
+    with pytest.raises(asyncssh.SFTPPermissionDenied):
+        await make_dirs(sftp, {"/r/ro/new/item"}, {"/r", "/r/ro"})

@@ -449,22 +449,22 @@ async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
         elif isinstance(attrs, LOST):
             raise attrs
         else:
-            await _not_a_directory(sftp, d, failed)
-            raise failed[d]
+            raise await _why_missing(sftp, d, failed)
     known |= shown
 
 
-async def _not_a_directory(sftp, d: str, failed: dict[str, BaseException]) -> None:
-    """``d`` could not be made: raise "<parent>: not a directory" if that is why."""
-    while isinstance(failed.get(d), asyncssh.SFTPNoSuchFile):
+async def _why_missing(sftp, d: str, failed: dict[str, BaseException]) -> BaseException:
+    """``d`` could not be made: the error to tell. Refused for want of its parent, whose own
+    mkdir failed too: the parent's (permission denied; or, when it is there, not a directory)."""
+    while isinstance(failed[d], asyncssh.SFTPNoSuchFile) and posixpath.dirname(d) in failed:
         d = posixpath.dirname(d)
-    if d in failed:  # refused for another reason: there, and maybe a file
-        try:
-            attrs = await sftp.stat(d)
+    if isinstance(failed[d], (asyncssh.SFTPFailure, asyncssh.SFTPFileAlreadyExists)):
+        try:  # refused as there already: maybe a file
+            if not stat.S_ISDIR((await sftp.stat(d)).permissions or 0):
+                return asyncssh.SFTPFailure(f"{d}: not a directory")
         except asyncssh.SFTPError:
-            return
-        if not stat.S_ISDIR(attrs.permissions or 0):
-            raise asyncssh.SFTPFailure(f"{d}: not a directory")
+            pass
+    return failed[d]
 
 
 async def put_file(sftp, local: str, remote: str) -> None:
