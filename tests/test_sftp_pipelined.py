@@ -151,3 +151,26 @@ def _tree(path, data: str):
     path.mkdir(parents=True, exist_ok=True)
     (path / "f").write_text(data)
     return path
+
+
+async def test_pipelined_steps_survive_a_dropped_connection(store, tmp_path, caplog) -> None:
+    """The connection drops with pipelined requests out (a master restarted): every step is
+    retried on the new connection and gives its answer; no answer is left unread."""
+    import gc
+
+    root = tmp_path / "root"
+    for i in range(20):
+        (root / f"f{i}").write_bytes(b"%d" % i * 1000)
+    steps = [store.read(f"f{i}") for i in range(20)] + [store.write(f"w{i}", b"x" * 500) for i in range(20)]
+    steps += [store.mkdir(f"d{i}") for i in range(20)]
+    running = asyncio.gather(*steps)
+    await asyncio.sleep(0)  # (all sent, none answered yet)
+    store._conn.abort()
+    results = await asyncio.wait_for(running, 30)
+    assert results[:20] == [b"%d" % i * 1000 for i in range(20)]
+    assert all((root / f"w{i}").read_bytes() == b"x" * 500 for i in range(20))
+    assert all((root / f"d{i}").is_dir() for i in range(20))
+    assert store.generation == 1
+    gc.collect()
+    await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text

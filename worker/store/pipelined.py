@@ -46,6 +46,20 @@ def _send(h, pkttype: int, *args: bytes) -> _Sent:
     return pkttype, waiter
 
 
+def _send_all(h, requests: list[tuple]) -> list[_Sent]:
+    """_send each (pkttype, *args); if one cannot go (the channel closed), those sent before
+    it are dropped (cancelled: nobody will read their answers) and the error is raised."""
+    sent: list[_Sent] = []
+    try:
+        for pkttype, *args in requests:
+            sent.append(_send(h, pkttype, *args))
+    except BaseException:
+        for _, waiter in sent:
+            waiter.cancel()
+        raise
+    return sent
+
+
 def _result(h, pkttype: int, resptype: int, resp):
     """The answer as asyncssh's own call gives it, or its error raised (as _make_request)."""
     return_type = h._return_types.get(pkttype)
@@ -78,8 +92,8 @@ async def _open(sftp: asyncssh.SFTPClient, path: str, pflags: int, attrs: asyncs
     h = sftp._handler
     if not _direct(h):
         return await h.open(sftp.compose_path(path), pflags, attrs)
-    (handle,) = await _answers(h, [_send(h, FXP_OPEN, String(sftp.compose_path(path)), UInt32(pflags),
-                                         attrs.encode(3))])
+    (handle,) = await _answers(h, _send_all(h, [(FXP_OPEN, String(sftp.compose_path(path)), UInt32(pflags),
+                                                  attrs.encode(3))]))
     if isinstance(handle, BaseException):
         raise handle
     return handle
@@ -92,8 +106,8 @@ async def quick_read(sftp: asyncssh.SFTPClient, path: str, whole: bool = True) -
     handle = await _open(sftp, path, asyncssh.FXF_READ, asyncssh.SFTPAttrs())
     size = min(QUICK_MAX, getattr(getattr(sftp, "limits", None), "max_read_len", QUICK_MAX))
     if _direct(h):
-        data, attrs, _ = await _answers(h, [_send(h, FXP_READ, String(handle), UInt64(0), UInt32(size)),
-                                            _send(h, FXP_FSTAT, String(handle)), _send(h, FXP_CLOSE, String(handle))])
+        data, attrs, _ = await _answers(h, _send_all(h, [(FXP_READ, String(handle), UInt64(0), UInt32(size)),
+                                                         (FXP_FSTAT, String(handle)), (FXP_CLOSE, String(handle))]))
     else:
         data, attrs, _ = await asyncio.gather(h.read(handle, 0, size), h.fstat(handle, 0x800001FD),
                                               h.close(handle), return_exceptions=True)
@@ -120,8 +134,8 @@ async def quick_write(sftp: asyncssh.SFTPClient, path: str, data: bytes,
     h = sftp._handler
     handle = await _open(sftp, path, asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC, attrs)
     if _direct(h):
-        done = await _answers(h, [_send(h, FXP_WRITE, String(handle), UInt64(0), String(data)),
-                                  _send(h, FXP_CLOSE, String(handle))])
+        done = await _answers(h, _send_all(h, [(FXP_WRITE, String(handle), UInt64(0), String(data)),
+                                               (FXP_CLOSE, String(handle))]))
     else:
         done = await asyncio.gather(h.write(handle, 0, data), h.close(handle), return_exceptions=True)
     for r in done:
@@ -134,7 +148,7 @@ async def mkdirs(sftp: asyncssh.SFTPClient, paths: list[str], attrs: asyncssh.SF
     h = getattr(sftp, "_handler", None)
     if _direct(h):
         encoded = attrs.encode(3)
-        return await _answers(h, [_send(h, FXP_MKDIR, String(sftp.compose_path(p)), encoded) for p in paths])
+        return await _answers(h, _send_all(h, [(FXP_MKDIR, String(sftp.compose_path(p)), encoded) for p in paths]))
     if len(paths) == 1:
         try:
             return [await sftp.mkdir(paths[0], attrs)]
