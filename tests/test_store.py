@@ -138,7 +138,9 @@ def test_quiet_logging_rests_on_this_asyncssh() -> None:
     their packet-logging methods: fail loudly when those move."""
     assert "self._logger = " in inspect.getsource(asyncssh.sftp.SFTPHandler.__init__)
     assert "self._logger = " in inspect.getsource(asyncssh.connection.SSHConnection.__init__)
-    for cls in (asyncssh.sftp.SFTPHandler, asyncssh.connection.SSHConnection):
+    assert "self._logger = " in inspect.getsource(asyncssh.channel.SSHChannel.__init__)
+    assert "handler.log_sent_packet(" in inspect.getsource(asyncssh.connection.SSHConnection.send_packet)
+    for cls in (asyncssh.sftp.SFTPHandler, asyncssh.connection.SSHConnection, asyncssh.channel.SSHChannel):
         assert "self._logger" in inspect.getsource(cls.logger.fget)
         assert "log_sent_packet" in dir(cls) and "log_received_packet" in dir(cls)
     # what is skipped is asyncssh's formatting, done before it asks the logger
@@ -151,16 +153,20 @@ async def test_asyncssh_debug_lines_built_only_when_read(ssh_cluster, tmp_path, 
     from worker.address import parse_address
     from worker.store import open_store
 
-    built = []
-    real_log = SSHLogger.log
+    built, named = [], []
+    real_log, real_name = SSHLogger.log, asyncssh.packet.SSHPacketLogger._log_packet
     monkeypatch.setattr(SSHLogger, "log", lambda self, *a, **kw: built.append(a) or real_log(self, *a, **kw))
+    monkeypatch.setattr(asyncssh.packet.SSHPacketLogger, "_log_packet",
+                        lambda self, *a: named.append(type(self).__name__) or real_name(self, *a))
     address = parse_address(ssh_cluster.master.url(str(tmp_path)))
     async with await open_store(address, str(ssh_cluster.identity), str(ssh_cluster.known_hosts)) as store:
         assert store.quiet_logs  # the private loggers were found and replaced
         caplog.set_level(logging.INFO, logger="asyncssh")
         built.clear()
+        named.clear()
         assert await store.mkdir("quiet")
         assert [a for a in built if a[0] < logging.INFO] == []  # no debug line was built
+        assert named == []  # nor a packet named: not by the SFTP handler, its channel or the connection
         caplog.set_level(logging.DEBUG, logger="asyncssh")
         asyncssh.set_debug_level(3)
         try:

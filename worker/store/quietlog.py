@@ -4,8 +4,8 @@ asyncssh 2.24 formats a debug line for every SFTP request and answer, and a pack
 every SFTP and SSH packet, before its logger is asked whether anyone listens: ``SSHLogger.log``
 turns the arguments into text first, and ``_log_packet`` names and sizes each packet for a
 line written only at debug level 3. In copy mode that is about a tenth of a worker's CPU
-(cProfile of a worker on bench/copy's job). ``quiet`` makes a connection and its SFTP client
-ask first; with asyncssh's debug logging on they log exactly as before.
+(cProfile of a worker on bench/copy's job). ``quiet`` makes a connection, its SFTP handler and
+the SFTP session's channel ask first; with asyncssh's debug logging on they log as before.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def _quiet_one(obj) -> bool:
 
 
 def quiet(*objs) -> bool:
-    """Install on asyncssh objects (a connection, an SFTP client's handler); False if one of
-    them does not look as asyncssh 2.24's do (then it is left as it was)."""
+    """Install on asyncssh objects (a connection, an SFTP client's handler, its channel: each
+    logs the packets it handles); False if one of them does not look as asyncssh 2.24's do
+    (then it is left as it was)."""
     return all([_quiet_one(obj) for obj in objs])

@@ -149,7 +149,8 @@ class SftpStore(Store):
             conn.close()
             raise ConnectError(f"{self.target.label()}: cannot start SFTP: {exc.reason or exc}") from None
         self.coalesced = coalesce_requests(sftp)  # False if asyncssh moved its writer
-        self.quiet_logs = quiet(conn, getattr(sftp, "_handler", None))  # likewise
+        handler = getattr(sftp, "_handler", None)  # likewise: its connection, SFTP handler and channel
+        self.quiet_logs = quiet(conn, handler, getattr(getattr(handler, "_writer", None), "channel", None))
         self._conn, self._sftp = conn, sftp
         self._append_handles.clear()
 
