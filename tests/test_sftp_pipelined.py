@@ -13,7 +13,7 @@ import pytest
 from worker.address import parse_address
 from worker.store import StoreError, open_store
 from worker.store import pipelined
-from worker.store.sftp import QUICK_MAX
+from worker.store.pipelined import QUICK_MAX
 
 pytestmark = pytest.mark.ssh
 

@@ -21,7 +21,6 @@ import hashlib
 import os
 import posixpath
 import shutil
-import stat
 import time
 
 from . import layout as L

@@ -8,8 +8,8 @@ waiting.
 Over SFTP version 3 (OpenSSH's sftp-server, and so what asyncssh speaks with it) a step's
 requests are written straight on asyncssh's SFTP handler and answered through its futures:
 what ``asyncio.gather`` over the handler's own calls does, without a task, a coroutine and a
-debug line for each request (a small file's fetch: 0.8 x the client CPU). Another version goes
-through the handler's calls. The private parts used are checked by tests/test_store.py.
+debug line for each request (bench/README.md, "Sixth round"). Another version goes through the
+handler's calls. The private parts used are checked by tests/test_store.py.
 """
 
 from __future__ import annotations
@@ -88,12 +88,30 @@ async def _answers(h, sent: list[_Sent]) -> list:
     return out
 
 
+async def each(coros: list) -> list:
+    """``asyncio.gather(*coros, return_exceptions=True)``, without a task when there is one."""
+    if len(coros) != 1:
+        return await asyncio.gather(*coros, return_exceptions=True)
+    try:
+        return [await coros[0]]
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return [exc]
+
+
+async def _step(h, requests, calls) -> list:
+    """One step's answers (or errors), in order: ``requests()`` ((pkttype, *args) each) written
+    straight over SFTP v3, else ``calls()`` (asyncssh's own coroutines for them)."""
+    if _direct(h):
+        return await _answers(h, _send_all(h, requests()))
+    return await each(calls())
+
+
 async def _open(sftp: asyncssh.SFTPClient, path: str, pflags: int, attrs: asyncssh.SFTPAttrs) -> bytes:
-    h = sftp._handler
-    if not _direct(h):
-        return await h.open(sftp.compose_path(path), pflags, attrs)
-    (handle,) = await _answers(h, _send_all(h, [(FXP_OPEN, String(sftp.compose_path(path)), UInt32(pflags),
-                                                  attrs.encode(3))]))
+    h, name = sftp._handler, sftp.compose_path(path)
+    (handle,) = await _step(h, lambda: [(FXP_OPEN, String(name), UInt32(pflags), attrs.encode(3))],
+                            lambda: [h.open(name, pflags, attrs)])
     if isinstance(handle, BaseException):
         raise handle
     return handle
@@ -105,12 +123,10 @@ async def quick_read(sftp: asyncssh.SFTPClient, path: str, whole: bool = True) -
     h = sftp._handler
     handle = await _open(sftp, path, asyncssh.FXF_READ, asyncssh.SFTPAttrs())
     size = min(QUICK_MAX, getattr(getattr(sftp, "limits", None), "max_read_len", QUICK_MAX))
-    if _direct(h):
-        data, attrs, _ = await _answers(h, _send_all(h, [(FXP_READ, String(handle), UInt64(0), UInt32(size)),
-                                                         (FXP_FSTAT, String(handle)), (FXP_CLOSE, String(handle))]))
-    else:
-        data, attrs, _ = await asyncio.gather(h.read(handle, 0, size), h.fstat(handle, 0x800001FD),
-                                              h.close(handle), return_exceptions=True)
+    data, attrs, _ = await _step(
+        h, lambda: [(FXP_READ, String(handle), UInt64(0), UInt32(size)), (FXP_FSTAT, String(handle)),
+                    (FXP_CLOSE, String(handle))],
+        lambda: [h.read(handle, 0, size), h.fstat(handle, 0x800001FD), h.close(handle)])
     if isinstance(data, asyncssh.SFTPEOFError):
         data = (b"", False)
     for r in (data, attrs):
@@ -133,30 +149,18 @@ async def quick_write(sftp: asyncssh.SFTPClient, path: str, data: bytes,
         return
     h = sftp._handler
     handle = await _open(sftp, path, asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC, attrs)
-    if _direct(h):
-        done = await _answers(h, _send_all(h, [(FXP_WRITE, String(handle), UInt64(0), String(data)),
-                                               (FXP_CLOSE, String(handle))]))
-    else:
-        done = await asyncio.gather(h.write(handle, 0, data), h.close(handle), return_exceptions=True)
-    for r in done:
+    for r in await _step(h, lambda: [(FXP_WRITE, String(handle), UInt64(0), String(data)), (FXP_CLOSE, String(handle))],
+                         lambda: [h.write(handle, 0, data), h.close(handle)]):
         if isinstance(r, BaseException):
             raise r
 
 
 async def mkdirs(sftp: asyncssh.SFTPClient, paths: list[str], attrs: asyncssh.SFTPAttrs) -> list:
     """mkdir each path, all sent at once: None for each made, else its error."""
-    h = getattr(sftp, "_handler", None)
-    if _direct(h):
-        encoded = attrs.encode(3)
-        return await _answers(h, _send_all(h, [(FXP_MKDIR, String(sftp.compose_path(p)), encoded) for p in paths]))
-    if len(paths) == 1:
-        try:
-            return [await sftp.mkdir(paths[0], attrs)]
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            return [exc]
-    return await asyncio.gather(*(sftp.mkdir(p, attrs) for p in paths), return_exceptions=True)
+    encoded = attrs.encode(3)
+    return await _step(getattr(sftp, "_handler", None),
+                       lambda: [(FXP_MKDIR, String(sftp.compose_path(p)), encoded) for p in paths],
+                       lambda: [sftp.mkdir(p, attrs) for p in paths])
 
 
 async def quick_listdir(sftp: asyncssh.SFTPClient, path: str) -> list:

@@ -20,7 +20,7 @@ from ..errors import ConnectError
 from ..sshconn import SshTarget, connect, connect_with_retry
 from .base import Entry, Store, StoreError, tree_files
 from .errors import LOST, looks_full, mapped_errors
-from .pipelined import QUICK_MAX, background, mkdirs, quick_listdir, quick_read, quick_write
+from .pipelined import background, each, mkdirs, quick_listdir, quick_read, quick_write
 from .quietlog import quiet
 
 PUT_SMALL = 1 << 20  # files up to this size are uploaded with one write request
@@ -385,19 +385,6 @@ class SftpStore(Store):
 
 
 # ---- put_tree's helpers: directories made once (a cache of those known), small files in one write
-
-async def each(coros: list) -> list:
-    """``asyncio.gather(*coros, return_exceptions=True)``, without a task when there is one
-    (an upload is usually one file, in one new directory)."""
-    if len(coros) != 1:
-        return await asyncio.gather(*coros, return_exceptions=True)
-    try:
-        return [await coros[0]]
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        return [exc]
-
 
 async def make_dirs(sftp, dirs: set[str], known: set[str]) -> None:
     """Make every directory of ``dirs`` not known to exist, and its ancestors not known either.
